@@ -1,0 +1,3 @@
+from nzc.cli import main
+
+raise SystemExit(main())

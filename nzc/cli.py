@@ -1,0 +1,159 @@
+"""``nzc``: one command line for every part of the platform.
+
+    nzc services up|down|status|install|reset   local Mosquitto, Kafka, PostgreSQL
+    nzc db migrate                               apply migrations, load the registry
+    nzc ingest                                   MQTT -> Kafka bridge (foreground)
+    nzc stream                                   faust stream worker (foreground)
+    nzc simulate ...                             sample pilot zone publisher
+    nzc summary                                  live per-site emissions from the database
+    nzc demo                                     all of the above, end to end
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+
+from nzc.settings import Settings
+
+
+def _services(argv: list[str]) -> int:
+    from nzc.services.manager import main as services_main
+
+    return services_main(argv)
+
+
+def cmd_migrate(settings: Settings) -> int:
+    """Apply migrations and upsert the registry into the database."""
+    from db.migrate import apply_migrations
+    from db.sink import sync_registry
+    from nzc.registry import load_registry
+
+    applied = apply_migrations(settings.database_admin_url)
+    sync_registry(settings.database_admin_url, load_registry(settings.registry_path))
+    print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+    return 0
+
+
+def cmd_summary(settings: Settings) -> int:
+    """Print live per-site figures read from the database (reader role)."""
+    from db.queries import dead_letter_reasons, pipeline_counts, site_summaries
+
+    now = datetime.now(UTC)
+    url = settings.database_reader_url
+    for s in site_summaries(url, now):
+        print(f"\n== {s['site_id']}: {s['name']}")
+        print(f"   today since {s['day_start']:%Y-%m-%d %H:%M %Z} ({s['timezone']} day), "
+              f"data up to {s['newest_end'] or '-'}")
+        print(f"   emissions today: location-based {s['location_kgco2'] / 1000:.3f} tCO2, "
+              f"market-based {s['market_kgco2'] / 1000:.3f} tCO2; "
+              f"last hour {s['last_hour_location_kgco2']:.1f} kgCO2 (location)")
+        for c in s["carriers"]:
+            print(f"   {c['carrier']:<18} {c['quantity']:>14.2f} {c['unit']:<4} "
+                  f"{(c['tce'] or 0):>10.3f} tce  ({c['intervals']} meter-intervals)")
+    counts = pipeline_counts(url)
+    print("\nrows: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    for d in dead_letter_reasons(url):
+        print(f"   rejected {d['n']:>5} x {d['stage']}/{d['code']}: {d['sample'][:100]}")
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    """Start services and workers, run the simulator, wait for the database, summarise."""
+    from db.queries import pipeline_counts
+    from nzc.procs import start_worker, stop_worker
+    from simulators.run import main as simulate
+
+    if _services(["up"]) != 0:
+        return 1
+    cmd_migrate(settings)
+    workers = [start_worker("ingest", settings), start_worker("stream", settings)]
+    try:
+        sim_args = ["--duration-s", str(args.duration_s), "--speed", str(args.speed),
+                    "--interval-s", "60", "--seed", "7"]
+        print(f"simulating the sample park: {' '.join(sim_args)}", flush=True)
+        if simulate(sim_args) != 0:
+            return 1
+        print("waiting for the pipeline to drain ...", flush=True)
+        last, stable_since = None, time.monotonic()
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            counts = pipeline_counts(settings.database_reader_url)
+            if counts != last:
+                last, stable_since = counts, time.monotonic()
+            elif time.monotonic() - stable_since > 5:
+                break
+            time.sleep(1)
+        cmd_summary(settings)
+    finally:
+        if not args.keep_running:
+            for w in workers:
+                stop_worker(w)
+    print(f"\nLogs: {settings.state_dir / 'logs'}. Look again any time: nzc summary, or "
+          f"psql {settings.database_reader_url}")
+    if args.keep_running:
+        print("Workers keep running; stop everything with: nzc services down")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``nzc`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="nzc", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("services", help="local services: up|down|status|install|reset",
+                   add_help=False)
+    db = sub.add_parser("db", help="database tasks")
+    db.add_argument("action", choices=["migrate"])
+    sub.add_parser("ingest", help="run the MQTT -> Kafka bridge")
+    st = sub.add_parser("stream", help="run a stream worker")
+    st.add_argument("--loglevel", default="warning")
+    sub.add_parser("simulate", help="run the simulator (see nzc simulate --help)",
+                   add_help=False)
+    sub.add_parser("summary", help="live per-site figures from the database")
+    demo = sub.add_parser("demo", help="services + workers + simulator + summary")
+    demo.add_argument("--duration-s", type=int, default=6 * 3600,
+                      help="simulated seconds to publish (default 6 h)")
+    demo.add_argument("--speed", type=float, default=600.0,
+                      help="simulated seconds per wall second (default 600)")
+    demo.add_argument("--keep-running", action="store_true",
+                      help="leave ingest and stream workers running afterwards")
+
+    if argv and argv[0] in ("services", "simulate"):
+        cmd, rest = argv[0], argv[1:]
+        if cmd == "services":
+            return _services(rest)
+        from simulators.run import main as simulate
+
+        return simulate(rest)
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.cmd == "db":
+        return cmd_migrate(settings)
+    if args.cmd == "ingest":
+        from ingest.bridge import run_ingest
+
+        run_ingest(settings)
+        return 0
+    if args.cmd == "stream":
+        from stream.app import run_worker
+
+        run_worker(settings, loglevel=args.loglevel)
+        return 0
+    if args.cmd == "summary":
+        return cmd_summary(settings)
+    if args.cmd == "demo":
+        return cmd_demo(settings, args)
+    parser.error(f"unknown command {args.cmd}")
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""Shared fixtures for the tests against real services.
+
+The tests run their own Mosquitto, Kafka and PostgreSQL, on ports and in a state folder of
+their own (``.state/test``), so they never touch the demo's data: the session starts from a
+clean slate (``reset`` then ``up``), applies the migrations, and starts one ingest bridge and
+one stream worker that the tests share (the crash test kills and restarts them). A service
+that cannot be started fails the session; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_ENV = {
+    "NZC_STATE_DIR": str(REPO / ".state" / "test"),
+    "NZC_MQTT_PORT": "18841",
+    "NZC_KAFKA_BOOTSTRAP": "127.0.0.1:19102",
+    "NZC_KAFKA_CONTROLLER_PORT": "19103",
+    "NZC_PG_PORT": "15442",
+    "NZC_REGISTRY": str(REPO / "tests" / "data" / "registry.yaml"),
+    "NZC_INTERVAL_S": "900",
+    "NZC_LATENESS_S": "21600",
+    "NZC_MAX_CLOCK_SKEW_S": "300",
+    "NZC_KAFKA_SESSION_TIMEOUT_S": "10",
+}
+for _k, _v in TEST_ENV.items():
+    os.environ[_k] = _v
+
+from nzc.settings import Settings  # noqa: E402
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str,
+             interval_s: float = 0.5) -> Any:
+    """Poll ``predicate`` until it returns a truthy value; fail naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def services(settings: Settings) -> Iterator[Settings]:
+    from db.migrate import apply_migrations
+    from nzc.services import manager
+
+    manager.reset(settings)
+    manager.up(settings)
+    apply_migrations(settings.database_admin_url)
+    yield settings
+    if os.environ.get("NZC_KEEP_TEST_SERVICES") != "1":
+        manager.down(settings)
+
+
+def publish_payloads(settings: Settings, messages: list[tuple[str, bytes]]) -> None:
+    """Publish raw payloads at QoS 1 through the real broker and wait for every PUBACK."""
+    from simulators.publisher import MqttPublisher
+
+    with MqttPublisher(settings.mqtt_host, settings.mqtt_port) as pub:
+        for topic, payload in messages:
+            pub.publish(topic, payload)
+
+
+def query(settings: Settings, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+    """Run a read query as the read-only role."""
+    with psycopg.connect(settings.database_reader_url) as conn:
+        return list(conn.execute(sql, params).fetchall())
+
+
+class Pipeline:
+    """The ingest bridge and stream worker processes under test."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.starts = {"ingest": 0, "stream": 0}
+
+    def start(self, kind: str) -> None:
+        from nzc.procs import start_worker
+
+        self.starts[kind] += 1
+        self.procs[kind] = start_worker(kind, self.settings,
+                                        log_name=f"{kind}-{self.starts[kind]}")
+
+    def kill(self, kind: str) -> None:
+        """SIGKILL: no clean shutdown, no flush, no commit."""
+        proc = self.procs[kind]
+        proc.kill()
+        proc.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        from nzc.procs import stop_worker
+
+        for proc in self.procs.values():
+            stop_worker(proc)
+
+    def assert_alive(self) -> None:
+        for kind, proc in self.procs.items():
+            log = self.settings.state_dir / "logs" / f"{kind}-{self.starts[kind]}.log"
+            assert proc.poll() is None, f"{kind} worker exited; see {log}"
+
+
+@pytest.fixture(scope="session")
+def pipeline(services: Settings) -> Iterator[Pipeline]:
+    p = Pipeline(services)
+    p.start("stream")
+    p.start("ingest")
+    # Ready when a probe reading has gone all the way into the readings audit table.
+    ts = int(time.time() * 1000) - 60_000
+    payload = (b'{"meter": "probe", "ts": %d, "register": 1.0, "unit": "kWh"}' % ts)
+    publish_payloads(services, [("nzc/v1/test-site/gw1/readings", payload)])
+    wait_for(lambda: (p.assert_alive(), query(services, "SELECT 1 FROM readings WHERE "
+                                               "meter_id = 'probe'"))[1],
+             180, "the probe reading to reach the database")
+    yield p
+    p.stop_all()

@@ -1,0 +1,201 @@
+"""Counter rules: registers -> energy per interval (carbon.counters).
+
+Expected values are worked out by hand in each test from the straight-line rule (a segment's
+quantity is spread over the intervals it overlaps in proportion to time).
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from carbon.counters import (
+    IntervalEnergy,
+    MeterSpec,
+    MeterState,
+    apply_interval_value,
+    apply_register,
+)
+
+SPEC = MeterSpec("m1", register_max=1_000_000.0, max_rate_per_h=10_000.0)
+MIN = 60_000
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z, an interval boundary
+
+
+def feed(readings: list[tuple[int, float]], *, interval_s: int = 900, lateness_s: int = 86_400,
+         spec: MeterSpec = SPEC) -> tuple[dict[int, IntervalEnergy], list[str]]:
+    """Apply readings in the given order; keep the latest total per interval (what the sink
+    would hold after its upserts) and the rejection codes."""
+    state = MeterState()
+    out: dict[int, IntervalEnergy] = {}
+    rejected: list[str] = []
+    for ts, v in readings:
+        res = apply_register(spec, state, ts, v, interval_s=interval_s, lateness_s=lateness_s)
+        for iv in res.intervals:
+            out[iv.interval_start_ms] = iv
+        if res.rejection:
+            rejected.append(res.rejection.code)
+        state = MeterState.from_json(state.to_json())  # survives serialisation
+    return out, rejected
+
+
+def test_first_reading_yields_nothing() -> None:
+    out, rej = feed([(T0 + 5 * MIN, 100.0)])
+    assert out == {} and rej == []
+
+
+def test_delta_spanning_boundary_is_apportioned_by_time() -> None:
+    # 10:10 -> 10:20 (minutes after T0), 30 kWh: 5 min in [0,15) and 5 min in [15,30)
+    out, _ = feed([(T0 + 10 * MIN, 100.0), (T0 + 20 * MIN, 130.0)])
+    assert out[T0].quantity == pytest.approx(15.0)
+    assert out[T0 + 15 * MIN].quantity == pytest.approx(15.0)
+    assert out[T0].covered_s == pytest.approx(300.0)
+    assert out[T0].quality == "partial"
+
+
+def test_segment_over_three_intervals() -> None:
+    # 0:05 -> 0:50 is 45 min carrying 90 kWh, 2 kWh/min: 10 min + 15 min + 15 min + 5 min
+    out, _ = feed([(T0 + 5 * MIN, 0.0), (T0 + 50 * MIN, 90.0)])
+    assert [round(out[T0 + k * 15 * MIN].quantity, 9) for k in range(4)] == [20, 30, 30, 10]
+    assert out[T0 + 15 * MIN].quality == "measured"
+
+
+def test_duplicate_changes_nothing_and_correction_replaces() -> None:
+    base = [(T0, 0.0), (T0 + 15 * MIN, 10.0), (T0 + 30 * MIN, 25.0)]
+    out1, _ = feed(base)
+    out2, _ = feed([*base, (T0 + 15 * MIN, 10.0), (T0 + 15 * MIN, 10.0)])
+    assert out1 == out2
+    out3, _ = feed([*base, (T0 + 15 * MIN, 12.0)])  # correction of the middle register
+    assert out3[T0].quantity == pytest.approx(12.0)
+    assert out3[T0 + 15 * MIN].quantity == pytest.approx(13.0)
+
+
+def test_out_of_order_within_bound_is_placed() -> None:
+    in_order, _ = feed([(T0, 0.0), (T0 + 10 * MIN, 10.0), (T0 + 20 * MIN, 40.0)])
+    shuffled, _ = feed([(T0 + 20 * MIN, 40.0), (T0, 0.0), (T0 + 10 * MIN, 10.0)])
+    assert in_order == shuffled
+    # [0,15): 10 + 5 min of the 30-in-10-min segment = 10 + 15 = 25
+    assert in_order[T0].quantity == pytest.approx(25.0)
+
+
+def test_too_late_is_rejected_with_reason() -> None:
+    readings = [(T0 + k * 15 * MIN, 10.0 * k) for k in range(10)]
+    _, rej = feed([*readings, (T0 + 1 * MIN, 0.5)], lateness_s=3600)
+    assert rej == ["too_late"]
+
+
+def test_rollover_near_width() -> None:
+    spec = MeterSpec("m", register_max=1000.0, max_rate_per_h=100.0)
+    out, rej = feed([(T0, 990.0), (T0 + 15 * MIN, 5.0)], spec=spec)
+    assert rej == [] and out[T0].quantity == pytest.approx(15.0)  # 10 to the top + 5
+
+
+def test_reset_gives_no_energy_and_no_negative() -> None:
+    spec = MeterSpec("m", register_max=1000.0, max_rate_per_h=100.0)
+    out, rej = feed([(T0, 500.0), (T0 + 15 * MIN, 2.0), (T0 + 30 * MIN, 7.0)], spec=spec)
+    assert rej == []
+    assert out[T0].quantity == 0.0 and out[T0].covered_s == 0.0  # unknown, not zero-measured
+    assert out[T0 + 15 * MIN].quantity == pytest.approx(5.0)
+
+
+def test_spike_is_quarantined_and_later_readings_still_count() -> None:
+    spec = MeterSpec("m", register_max=1e6, max_rate_per_h=100.0)  # 25 per 15 min at most
+    out, rej = feed([(T0, 0.0), (T0 + 15 * MIN, 5000.0), (T0 + 30 * MIN, 20.0)], spec=spec)
+    assert rej == ["spike"]
+    assert out[T0].quantity + out[T0 + 15 * MIN].quantity == pytest.approx(20.0)
+
+
+def test_interval_values_are_apportioned_and_idempotent() -> None:
+    state = MeterState()
+    kw = {"interval_s": 900, "lateness_s": 86_400}
+    apply_interval_value(SPEC, state, T0 + 20 * MIN, 600, 12.0, **kw)
+    res = apply_interval_value(SPEC, state, T0 + 20 * MIN, 600, 12.0, **kw)
+    got = {iv.interval_start_ms: iv.quantity for iv in res.intervals}
+    assert res.duplicate
+    assert got == {T0: pytest.approx(6.0), T0 + 15 * MIN: pytest.approx(6.0)}
+
+
+registers = st.lists(
+    st.tuples(st.integers(1, 40), st.floats(0.0, 50.0, allow_nan=False)), min_size=2, max_size=60
+)
+
+
+def _series(steps: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    t, v, out = T0 + 7 * MIN, 1000.0, []
+    for dt_min, dv in steps:
+        t += dt_min * MIN
+        v += dv
+        out.append((t, v))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(registers, st.sampled_from([300, 900, 3600]))
+def test_energy_is_conserved_at_any_interval(
+    steps: list[tuple[int, float]], interval_s: int
+) -> None:
+    series = _series(steps)
+    out, rej = feed(series, interval_s=interval_s)
+    assert rej == []
+    total = sum(iv.quantity for iv in out.values())
+    assert total == pytest.approx(series[-1][1] - series[0][1], rel=1e-9, abs=1e-9)
+    assert all(iv.quantity >= 0 for iv in out.values())
+
+
+@settings(max_examples=100, deadline=None)
+@given(registers, st.randoms(use_true_random=False), st.integers(0, 5))
+def test_totals_independent_of_order_and_duplicates(
+    steps: list[tuple[int, float]], rnd: random.Random, n_dup: int
+) -> None:
+    series = _series(steps)
+    arrivals = series + [rnd.choice(series) for _ in range(n_dup)]
+    rnd.shuffle(arrivals)
+    a, _ = feed(series)
+    b, _ = feed(arrivals)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert b[k].quantity == pytest.approx(a[k].quantity, rel=1e-12, abs=1e-9)
+
+
+@settings(max_examples=100, deadline=None)
+@given(registers)
+def test_pruning_with_a_short_lateness_bound_keeps_totals(steps: list[tuple[int, float]]) -> None:
+    series = _series(steps)
+    short, rej = feed(series, lateness_s=1800)
+    assert rej == []
+    full, _ = feed(series)
+    assert short.keys() == full.keys()
+    for k in full:
+        assert short[k].quantity == pytest.approx(full[k].quantity, rel=1e-9, abs=1e-9)
+        assert short[k].covered_s == pytest.approx(full[k].covered_s, abs=1e-6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(registers, st.integers(0, 59), st.floats(0.0, 1e6))
+def test_reset_anywhere_never_exceeds_physical_maximum(
+    steps: list[tuple[int, float]], where: int, new_value: float
+) -> None:
+    series = _series(steps)
+    i = where % len(series)
+    series = series[:i] + [(t, v - series[i][1] + new_value % 900.0) for t, v in series[i:]]
+    out, _ = feed(series)
+    for iv in out.values():
+        assert 0 <= iv.quantity <= SPEC.max_rate_per_h * iv.interval_s / 3600 + 1e-6
+
+
+def test_reading_on_a_boundary_opens_no_empty_interval() -> None:
+    out, _ = feed([(T0, 100.0), (T0 + 15 * MIN, 142.5)])
+    assert list(out) == [T0]
+    assert out[T0].quantity == pytest.approx(42.5) and out[T0].quality == "measured"
+
+
+def test_replay_of_dropped_readings_is_a_duplicate_not_a_rejection() -> None:
+    readings = [(T0 + k * 15 * MIN, 10.0 * k) for k in range(20)]
+    # readings up to one lateness before the cut are remembered: a crash replays seconds
+    out1, rej = feed(readings + readings[11:16], lateness_s=3600)
+    assert rej == []
+    out2, _ = feed(readings, lateness_s=3600)
+    assert out1 == out2
