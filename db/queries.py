@@ -1,4 +1,9 @@
-"""Read queries shared by the CLI summary, dashboards and alerts (one owner for each query)."""
+"""Read queries shared by the CLI summary, dashboards and alerts (one owner for each query).
+
+Site totals sum only *boundary* meters (``meters.parent_id IS NULL``): a sub-meter's energy is
+already inside its parent's, so adding it again would double count. Sub-meter rows are there
+for attribution (where the energy goes) and reconciliation.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ energy AS (
            count(*) AS intervals, max(e.interval_start + make_interval(secs => e.interval_s))
                AS newest_end
     FROM energy_intervals e JOIN bounds b USING (site_id)
+    JOIN meters m ON m.meter_id = e.meter_id AND m.parent_id IS NULL
     WHERE e.interval_start >= b.day_start AND e.interval_start < %(now)s
     GROUP BY e.site_id, e.carrier, e.quantity_unit
 ),
@@ -32,6 +38,7 @@ em AS (
                AND x.interval_start >= %(now)s::timestamptz - interval '1 hour')
                AS last_hour_location_kgco2
     FROM emission_intervals x JOIN bounds b USING (site_id)
+    JOIN meters m ON m.meter_id = x.meter_id AND m.parent_id IS NULL
     WHERE x.interval_start >= b.day_start AND x.interval_start < %(now)s
     GROUP BY x.site_id
 )
@@ -56,7 +63,8 @@ ORDER BY b.site_id
 
 def site_summaries(database_url: str, now: datetime) -> list[dict[str, Any]]:
     """Per site: today's (site-local day up to ``now``) energy per carrier [canonical unit and
-    tce], location- and market-based emissions [kgCO2] and the last hour's emissions."""
+    tce], location- and market-based emissions [kgCO2] and the last hour's emissions, all from
+    boundary meters."""
     with psycopg.connect(database_url, row_factory=dict_row) as conn:
         return list(conn.execute(SITE_SUMMARY_SQL, {"now": now}).fetchall())
 

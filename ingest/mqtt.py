@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
 RECEIVE_MAXIMUM = 1000
+READY_LINE = "subscribed with a persistent session to"
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class MqttSource:
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_subscribe = self._on_subscribe
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
 
     def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: ReasonCode,
@@ -70,6 +72,15 @@ class MqttSource:
         if result != mqtt.MQTT_ERR_SUCCESS:
             log.error("MQTT subscribe to %s failed: rc=%s", self._sub, result)
             return
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: object, _mid: int, rcs: list[ReasonCode],
+                      _p: object = None) -> None:
+        if any(rc.is_failure for rc in rcs):
+            log.error("MQTT subscription to %s refused: %s", self._sub, rcs)
+            return
+        # the line operators (and nzc demo / the tests) wait for: from now on the broker keeps
+        # every message for this session, even while the bridge is down
+        log.info("%s %s", READY_LINE, self._sub)
         self._loop.call_soon_threadsafe(self.connected.set)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: ReasonCode,

@@ -64,15 +64,21 @@ def cmd_summary(settings: Settings) -> int:
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """Start services and workers, run the simulator, wait for the database, summarise."""
     from db.queries import pipeline_counts
-    from nzc.procs import start_worker, stop_worker
+    from nzc.procs import start_ingest_ready, start_worker, stop_worker
     from simulators.run import main as simulate
 
     if _services(["up"]) != 0:
         return 1
     cmd_migrate(settings)
-    workers = [start_worker("ingest", settings), start_worker("stream", settings)]
+    workers = [start_worker("stream", settings)]
+    workers.append(start_ingest_ready(settings))
     try:
-        sim_args = ["--duration-s", str(args.duration_s), "--speed", str(args.speed),
+        # replay the last duration_s of simulated history up to now (readings never run
+        # ahead of the wall clock, which ingest would reject as clock skew)
+        start = int(time.time()) - args.duration_s
+        start -= start % 60
+        sim_args = ["--start", datetime.fromtimestamp(start, UTC).isoformat(),
+                    "--duration-s", str(args.duration_s), "--speed", str(args.speed),
                     "--interval-s", "60", "--seed", "7"]
         print(f"simulating the sample park: {' '.join(sim_args)}", flush=True)
         if simulate(sim_args) != 0:

@@ -26,13 +26,49 @@ def start_worker(kind: str, settings: Settings, env: dict[str, str] | None = Non
     """Start a worker in its own session, logging to ``<state>/logs/<kind>.log``."""
     logs = settings.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"{log_name or kind}.log"
-    with open(log_path, "ab") as out:
+    with open(logs / f"{log_name or kind}.log", "ab") as out:
         return subprocess.Popen(
             worker_command(kind), stdout=out, stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})}, start_new_session=True,
             cwd=Path(__file__).resolve().parent.parent,
         )
+
+
+def log_path(settings: Settings, name: str) -> Path:
+    """Where :func:`start_worker` writes the log of worker ``name``."""
+    return settings.state_dir / "logs" / f"{name}.log"
+
+
+def wait_for_log_line(proc: subprocess.Popen[bytes], path: Path, text: str,
+                      timeout_s: float = 60.0, offset: int = 0) -> None:
+    """Wait until ``text`` appears in the log at ``path`` after byte ``offset``; raise with
+    the log's tail when the worker exits or the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists():
+            with open(path, "rb") as f:
+                f.seek(offset)
+                if text.encode() in f.read():
+                    return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    tail = path.read_text(errors="replace")[-2000:] if path.exists() else "(no log)"
+    raise RuntimeError(f"worker did not log {text!r} within {timeout_s} s "
+                       f"(exit code {proc.poll()}); log {path}:\n{tail}")
+
+
+def start_ingest_ready(settings: Settings, log_name: str = "ingest",
+                       timeout_s: float = 60.0) -> subprocess.Popen[bytes]:
+    """Start the ingest bridge and return once its persistent MQTT session is subscribed, so
+    that nothing published from then on can miss it."""
+    from ingest.mqtt import READY_LINE
+
+    path = log_path(settings, log_name)
+    offset = path.stat().st_size if path.exists() else 0
+    proc = start_worker("ingest", settings, log_name=log_name)
+    wait_for_log_line(proc, path, READY_LINE, timeout_s, offset)
+    return proc
 
 
 def stop_worker(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> int:

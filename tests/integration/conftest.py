@@ -93,11 +93,14 @@ class Pipeline:
         self.starts = {"ingest": 0, "stream": 0}
 
     def start(self, kind: str) -> None:
-        from nzc.procs import start_worker
+        from nzc.procs import start_ingest_ready, start_worker
 
         self.starts[kind] += 1
-        self.procs[kind] = start_worker(kind, self.settings,
-                                        log_name=f"{kind}-{self.starts[kind]}")
+        name = f"{kind}-{self.starts[kind]}"
+        if kind == "ingest":
+            self.procs[kind] = start_ingest_ready(self.settings, log_name=name)
+        else:
+            self.procs[kind] = start_worker(kind, self.settings, log_name=name)
 
     def kill(self, kind: str) -> None:
         """SIGKILL: no clean shutdown, no flush, no commit."""
