@@ -105,7 +105,7 @@ class MeterState:
     base: dict[int, list[float]] = field(default_factory=dict)
     horizon_ms: int | None = None
     max_ts_ms: int | None = None
-    pruned: dict[int, float] = field(default_factory=dict)
+    pruned: list[list[float]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready representation (dict keys become strings)."""
@@ -115,7 +115,7 @@ class MeterState:
             "base": {str(k): v for k, v in self.base.items()},
             "horizon_ms": self.horizon_ms,
             "max_ts_ms": self.max_ts_ms,
-            "pruned": {str(k): v for k, v in self.pruned.items()},
+            "pruned": self.pruned,
         }
 
     @classmethod
@@ -123,14 +123,26 @@ class MeterState:
         """Inverse of :meth:`to_json`; ``None`` gives a fresh state."""
         if not d:
             return cls()
+        # lists of [ts_ms, value] come back from JSON as they went in: no per-item copy
         return cls(
-            regs=[[int(t), float(v)] for t, v in d.get("regs", [])],
+            regs=d.get("regs", []),
             ivals={int(k): [float(p), float(v)] for k, (p, v) in d.get("ivals", {}).items()},
             base={int(k): [float(q), float(c)] for k, (q, c) in d.get("base", {}).items()},
             horizon_ms=d.get("horizon_ms"),
             max_ts_ms=d.get("max_ts_ms"),
-            pruned={int(k): float(v) for k, v in d.get("pruned", {}).items()},
+            pruned=d.get("pruned", []),
         )
+
+
+def _ts(reading: list[float]) -> float:
+    return reading[0]
+
+
+def _around(pairs: list[list[float]], ts_ms: int) -> list[list[float]]:
+    """The entries of the time-sorted ``pairs`` whose time is ``ts_ms``."""
+    i = bisect.bisect_left(pairs, ts_ms, key=_ts)
+    j = bisect.bisect_right(pairs, ts_ms, key=_ts)
+    return pairs[i:j]
 
 
 def interval_floor(ts_ms: int, interval_s: int) -> int:
@@ -180,7 +192,9 @@ def _contributions(
     that overlap the interval starts ``[lo, hi]`` (segments summed in time order)."""
     acc: dict[int, list[float]] = {}
     step = interval_s * 1000
-    for i in range(1, len(regs)):
+    first = max(bisect.bisect_right(regs, lo, key=_ts), 1)
+    last = bisect.bisect_left(regs, hi + step, key=_ts)
+    for i in range(first, min(last + 1, len(regs))):
         t0, v0 = int(regs[i - 1][0]), regs[i - 1][1]
         t1, v1 = int(regs[i][0]), regs[i][1]
         if t1 <= lo or t0 >= hi + step:
@@ -277,7 +291,7 @@ def apply_register(
     )
     anchored = state.horizon_ms is not None and regs and ts_ms <= regs[0][0]
     if anchored or (cut is not None and ts_ms < cut):
-        if state.pruned.get(ts_ms) == value or (regs and regs[0] == [ts_ms, value]):
+        if [ts_ms, value] in _around(state.pruned, ts_ms) or (regs and regs[0] == [ts_ms, value]):
             return ApplyResult([], None, duplicate=True)
         return ApplyResult(
             [],
@@ -289,11 +303,10 @@ def apply_register(
                 f"behind the newest reading ({state.max_ts_ms} ms)",
             ),
         )
-    times = [int(r[0]) for r in regs]
-    pos = bisect.bisect_left(times, ts_ms)
+    pos = bisect.bisect_left(regs, ts_ms, key=_ts)
     duplicate = False
     event = None
-    if pos < len(regs) and times[pos] == ts_ms:
+    if pos < len(regs) and regs[pos][0] == ts_ms:
         if regs[pos][1] == value:
             duplicate = True
         else:
@@ -320,7 +333,6 @@ def apply_register(
             if kind in ("rollover", "reset"):
                 event = kind
         regs.insert(pos, [ts_ms, value])
-        times.insert(pos, ts_ms)
     lo_t = int(regs[pos - 1][0]) if pos > 0 else ts_ms
     hi_t = int(regs[pos + 1][0]) if pos + 1 < len(regs) else ts_ms
     # intervals overlapping [lo_t, hi_t): a reading on a boundary touches nothing after it
@@ -397,13 +409,12 @@ def _advance(
         state.max_ts_ms = ts_ms
     cut = interval_floor(state.max_ts_ms - lateness_s * 1000, interval_s)
     regs = state.regs
-    times = [int(r[0]) for r in regs]
     # index of the newest reading strictly before cut: it becomes (or stays) the anchor
-    k = bisect.bisect_left(times, cut) - 1
+    k = bisect.bisect_left(regs, cut, key=_ts) - 1
     ival_drop = [end for end in state.ivals if end < cut]
     if k <= 0 and not ival_drop:
         return
-    anchor_t = times[max(k, 0)] if regs and times[max(k, 0)] < cut else None
+    anchor_t = int(regs[max(k, 0)][0]) if regs and regs[max(k, 0)][0] < cut else None
     horizon = interval_floor(anchor_t, interval_s) if anchor_t is not None else cut
     # freeze what the dropped readings contributed to the intervals that stay open
     far = cut + interval_s * 1000
@@ -420,9 +431,8 @@ def _advance(
         cell[1] += c
     state.base = base
     if k > 0:
-        for t, v in regs[:k]:
-            state.pruned[int(t)] = v
+        state.pruned.extend(regs[:k])
         del regs[:k]
     forget = cut - lateness_s * 1000
-    state.pruned = {t: v for t, v in state.pruned.items() if t >= forget}
+    del state.pruned[: bisect.bisect_left(state.pruned, forget, key=_ts)]
     state.horizon_ms = horizon

@@ -79,7 +79,7 @@ class Settings:
                 _env("NZC_REGISTRY", str(REPO_ROOT / "simulators" / "sites" / "sample_park.yaml"))
             ),
             interval_s=_env_int("NZC_INTERVAL_S", 900),
-            lateness_s=_env_int("NZC_LATENESS_S", 6 * 3600),
+            lateness_s=_env_int("NZC_LATENESS_S", 2 * 3600),
             max_clock_skew_s=_env_int("NZC_MAX_CLOCK_SKEW_S", 300),
             topic_partitions=_env_int("NZC_TOPIC_PARTITIONS", 4),
             processing_guarantee=_env("NZC_PROCESSING_GUARANTEE", "at_least_once"),
