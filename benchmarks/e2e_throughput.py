@@ -29,7 +29,9 @@ from simulators.publisher import MqttPublisher
 MIN_MS = 60_000
 
 
-def build(run: str, meters: int, gateways: int, rounds: int) -> tuple[dict, list[tuple[str, bytes]]]:
+def build(
+    run: str, meters: int, gateways: int, rounds: int
+) -> tuple[dict, list[tuple[str, bytes]]]:
     """A registry of ``meters`` electricity meters on ``gateways`` gateways, and one batch
     message per gateway and round (1-minute registers)."""
     site = f"bench-{run}"
@@ -87,6 +89,20 @@ def main() -> int:
     ingest = start_ingest_ready(s, log_name=f"bench-ingest-{run}")
     try:
         like = f"bench-{run}-%"
+        # warm-up: the first round alone, until it is in the database (the stream worker has
+        # joined its group and recovered its table), so that start-up is not in the figure
+        warm, msgs = msgs[: a.gateways], msgs[a.gateways:]
+        t_start = time.perf_counter()
+        publish(s, warm, baseline=False)
+        with psycopg.connect(s.database_reader_url, autocommit=True) as conn:
+            while time.perf_counter() - t_start < a.timeout_s:
+                row = conn.execute("SELECT count(*) FROM readings WHERE meter_id LIKE %s",
+                                   (like,)).fetchone()
+                if row and row[0] >= a.meters:
+                    break
+                time.sleep(0.2)
+        print(f"workers ready (first round in the database) after "
+              f"{time.perf_counter() - t_start:.1f} s")
         t0 = time.perf_counter()
         pub_s = publish(s, msgs, baseline=False)
         t_readings = t_intervals = None
@@ -111,9 +127,10 @@ def main() -> int:
         print(f"pipeline publish:          {pub_s:7.2f} s  {len(msgs) / pub_s:8.0f} msg/s "
               f"(ingest subscribed, acking after Kafka)")
         print(f"pipeline end to end:       {total:7.2f} s  {len(msgs) / total:8.0f} msg/s "
-              f"{n_readings / total:9.0f} readings/s  (readings table complete at "
+              f"{(n_readings - a.meters) / total:9.0f} readings/s  (readings table complete at "
               f"{t_readings:.2f} s, {n_intervals} emission intervals at {t_intervals:.2f} s)")
-        print(f"ratio end-to-end / baseline readings/s: {base_s / total:.3f}")
+        ratio = ((n_readings - a.meters) / total) / (n_readings / base_s)
+        print(f"ratio end-to-end / baseline readings/s: {ratio:.3f}")
     finally:
         stop_worker(ingest)
         stop_worker(stream)

@@ -134,8 +134,8 @@ class MeterState:
         )
 
 
-def _ts(reading: list[float]) -> float:
-    return reading[0]
+def _ts(reading: list[float]) -> int:
+    return int(reading[0])
 
 
 def _around(pairs: list[list[float]], ts_ms: int) -> list[list[float]]:

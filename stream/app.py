@@ -5,16 +5,16 @@
 accepted readings) and ``store_dead_letters`` (every rejection with its reason).
 
 Each agent is a thin wrapper around a plain function in :mod:`stream.logic`. Offsets are
-committed by faust only after an event is acknowledged; the sink agents acknowledge a batch
-only after the database committed it (faust's ``take`` acks when the loop asks for the next
-batch, and the sink retries a failed write until it succeeds, so a failed write never
-acknowledges). faust flushes the producer (including table changelog writes) before it
-commits offsets, so outputs and state are never behind committed offsets; a replay after a
-crash re-sends the same interval totals, which the sink upserts to the same rows.
+committed by faust only after an event is acknowledged; the sink agents acknowledge an event
+only after the database committed the batch holding it (:class:`SinkBatcher`). faust flushes
+the producer (including table changelog writes) before it commits offsets, so outputs and
+state are never behind committed offsets; a replay after a crash re-sends the same interval
+totals, which the sink upserts to the same rows.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -35,6 +35,39 @@ log = logging.getLogger(__name__)
 
 SINK_BATCH = 2000
 SINK_WITHIN_S = 0.5
+
+
+class SinkBatcher:
+    """Collects events for one sink and writes them as one batch when ``SINK_BATCH`` are
+    waiting or when the timer fires (every ``SINK_WITHIN_S``), then acknowledges them.
+
+    The agents iterate with ``noack()``: an event is acknowledged (its offset may be committed)
+    only after the batch holding it was committed by the database. A failing database makes
+    :meth:`add` wait (the flush retries), so the agent stops pulling events: back-pressure,
+    never a dropped batch. (faust's own ``take()`` acknowledges a batch even when the agent
+    raised, and stalled here for minutes under load.)
+    """
+
+    def __init__(self, what: str, sink: Sink, write: Any) -> None:
+        self.what, self.sink, self.write = what, sink, write
+        self.events: list[Any] = []
+        self.lock = asyncio.Lock()
+
+    async def add(self, event: Any) -> None:
+        """Queue ``event``; flush when the batch is full."""
+        self.events.append(event)
+        if len(self.events) >= SINK_BATCH:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write what is queued, then acknowledge it."""
+        async with self.lock:
+            if not self.events:
+                return
+            batch, self.events = self.events, []
+            await self.sink.with_retry(self.what, self.write, [e.value for e in batch])
+            for event in batch:
+                event.ack()
 
 
 def _key(raw: Any) -> str:
@@ -70,6 +103,13 @@ def create_app(settings: Settings, ctx: logic.StreamContext) -> faust.App:
         "meter_state",
         default=None,
         partitions=settings.topic_partitions,
+        # every update writes the whole meter state: roll segments often so that compaction
+        # keeps the changelog (and a restarting worker's recovery) short
+        extra_topic_configs={
+            "segment.ms": 600_000,
+            "min.cleanable.dirty.ratio": 0.1,
+            "delete.retention.ms": 3_600_000,
+        },
     )
     sink = Sink(settings.database_url)
 
@@ -89,20 +129,29 @@ def create_app(settings: Settings, ctx: logic.StreamContext) -> faust.App:
         async for event in stream.events():
             await emissions_t.send(key=event.key, value=logic.apply_factors(ctx, event.value))
 
+    intervals = SinkBatcher("write intervals", sink, sink.write_intervals)
+    readings = SinkBatcher("write readings", sink, sink.write_readings)
+    dead = SinkBatcher("write dead letters", sink, sink.write_dead_letters)
+
     @app.agent(emissions_t, name="write_intervals")
     async def write_intervals(stream: Any) -> None:
-        async for batch in stream.take(SINK_BATCH, within=SINK_WITHIN_S):
-            await sink.with_retry("write intervals", sink.write_intervals, batch)
+        async for event in stream.noack().events():
+            await intervals.add(event)
 
     @app.agent(readings_t, name="store_readings")
     async def store_readings(stream: Any) -> None:
-        async for batch in stream.take(SINK_BATCH, within=SINK_WITHIN_S):
-            await sink.with_retry("write readings", sink.write_readings, batch)
+        async for event in stream.noack().events():
+            await readings.add(event)
 
     @app.agent(dead_t, name="store_dead_letters")
     async def store_dead_letters(stream: Any) -> None:
-        async for batch in stream.take(SINK_BATCH, within=SINK_WITHIN_S):
-            await sink.with_retry("write dead letters", sink.write_dead_letters, batch)
+        async for event in stream.noack().events():
+            await dead.add(event)
+
+    @app.timer(interval=SINK_WITHIN_S)  # type: ignore[untyped-decorator]
+    async def flush_sinks() -> None:
+        for batcher in (intervals, readings, dead):
+            await batcher.flush()
 
     return app
 
