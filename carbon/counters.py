@@ -185,6 +185,18 @@ def _overlaps(t0_ms: int, t1_ms: int, interval_s: int) -> list[tuple[int, int]]:
     return out
 
 
+def _spread(acc: dict[int, list[float]], t0_ms: int, t1_ms: int, qty: float, lo: int, hi: int,
+            interval_s: int) -> None:
+    """Add ``qty`` over ``[t0, t1)`` to ``acc`` (``{start: [quantity, covered_s]}``) in
+    proportion to time, for the interval starts in ``[lo, hi]``."""
+    span = t1_ms - t0_ms
+    for start, overlap in _overlaps(t0_ms, t1_ms, interval_s):
+        if lo <= start <= hi:
+            cell = acc.setdefault(start, [0.0, 0.0])
+            cell[0] += qty * overlap / span
+            cell[1] += overlap / 1000.0
+
+
 def _contributions(
     spec: MeterSpec, regs: list[list[float]], lo: int, hi: int, interval_s: int
 ) -> dict[int, list[float]]:
@@ -202,12 +214,7 @@ def _contributions(
         qty, _kind = segment_quantity(spec, t0, v0, t1, v1)
         if qty is None:
             continue
-        span = t1 - t0
-        for start, overlap in _overlaps(t0, t1, interval_s):
-            if lo <= start <= hi:
-                cell = acc.setdefault(start, [0.0, 0.0])
-                cell[0] += qty * overlap / span
-                cell[1] += overlap / 1000.0
+        _spread(acc, t0, t1, qty, lo, hi, interval_s)
     return acc
 
 
@@ -217,13 +224,7 @@ def _ival_contributions(
     acc: dict[int, list[float]] = {}
     for end in sorted(ivals):
         period_s, value = ivals[end]
-        t0 = end - int(period_s * 1000)
-        span = end - t0
-        for start, overlap in _overlaps(t0, end, interval_s):
-            if lo <= start <= hi:
-                cell = acc.setdefault(start, [0.0, 0.0])
-                cell[0] += value * overlap / span
-                cell[1] += overlap / 1000.0
+        _spread(acc, end - int(period_s * 1000), end, value, lo, hi, interval_s)
     return acc
 
 
