@@ -123,14 +123,18 @@ class Pipeline:
 @pytest.fixture(scope="session")
 def pipeline(services: Settings) -> Iterator[Pipeline]:
     p = Pipeline(services)
-    p.start("stream")
-    p.start("ingest")
-    # Ready when a probe reading has gone all the way into the readings audit table.
-    ts = int(time.time() * 1000) - 60_000
-    payload = (b'{"meter": "probe", "ts": %d, "register": 1.0, "unit": "kWh"}' % ts)
-    publish_payloads(services, [("nzc/v1/test-site/gw1/readings", payload)])
-    wait_for(lambda: (p.assert_alive(), query(services, "SELECT 1 FROM readings WHERE "
-                                               "meter_id = 'probe'"))[1],
-             180, "the probe reading to reach the database")
-    yield p
-    p.stop_all()
+    try:
+        p.start("stream")
+        p.start("ingest")
+        # Ready when a probe reading has gone all the way into the readings audit table.
+        ts = int(time.time() * 1000) - 60_000
+        payload = (b'{"meter": "probe", "ts": %d, "register": 1.0, "unit": "kWh"}' % ts)
+        publish_payloads(services, [("nzc/v1/test-site/gw1/readings", payload)])
+        wait_for(lambda: (p.assert_alive(), query(services, "SELECT 1 FROM readings WHERE "
+                                                   "meter_id = 'probe'"))[1],
+                 180, "the probe reading to reach the database")
+        yield p
+    finally:
+        # also when start-up failed: a leftover ingest with the same MQTT client id would
+        # take the session over from the next run's ingest, back and forth
+        p.stop_all()
