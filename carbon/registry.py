@@ -34,6 +34,26 @@ class RegistryError(ValueError):
     """An invalid registry entry; the message names source, entry and field."""
 
 
+DEVICE_FORMATS = frozenset(
+    {"nzc", "tasmota", "shelly_gen1", "shelly_gen2", "zigbee2mqtt", "neuron", "sparkplug"}
+)
+
+
+@dataclass(frozen=True)
+class DeviceSource:
+    """Which device (and which of its channels) reports a meter, in which gateway format.
+
+    ``device`` is the identity the format carries (Tasmota topic, Shelly id, Zigbee2MQTT
+    friendly name, Neuron ``node/group`` plus DL/T 645 address, Sparkplug
+    ``group/node/device``); ``channel`` picks one value where a device reports several
+    (a phase, an ``em1data`` index, a tag), ``None`` for the device's single register.
+    """
+
+    format: str
+    device: str
+    channel: str | None = None
+
+
 @dataclass(frozen=True)
 class Meter:
     """One meter.
@@ -52,6 +72,7 @@ class Meter:
     group: str | None
     register_max: float
     max_rate_per_h: float
+    source: DeviceSource | None = None
 
     @property
     def canonical_unit(self) -> str:
@@ -88,6 +109,19 @@ class Registry:
         """The meter with this id, or ``None`` when it is not registered."""
         return self.meters.get(meter_id)
 
+    def meter_for_device(self, fmt: str, device: str, channel: str | None = None) -> Meter | None:
+        """The meter that ``device`` (and ``channel``) of gateway format ``fmt`` reports, or
+        ``None`` when the installer has not mapped it yet."""
+        index = self.__dict__.get("_device_index")
+        if index is None:
+            index = {
+                (m.source.format, m.source.device, m.source.channel): m
+                for m in self.meters.values()
+                if m.source is not None
+            }
+            object.__setattr__(self, "_device_index", index)
+        return index.get((fmt, device, channel))
+
 
 def _req(entry: Mapping[str, Any], key: str, where: str, kind: type) -> Any:
     if key not in entry:
@@ -100,6 +134,21 @@ def _req(entry: Mapping[str, Any], key: str, where: str, kind: type) -> Any:
             f"{where}: field {key!r} must be {kind.__name__}, got {value!r}"
         )
     return value
+
+
+def _parse_source(raw: Any, where: str) -> DeviceSource | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise RegistryError(f"{where}: field 'source' must be a mapping")
+    fmt = _req(raw, "format", f"{where}: source", str)
+    if fmt not in DEVICE_FORMATS:
+        raise RegistryError(
+            f"{where}: source format {fmt!r}; accepted: {', '.join(sorted(DEVICE_FORMATS))}"
+        )
+    channel = raw.get("channel")
+    return DeviceSource(fmt, _req(raw, "device", f"{where}: source", str),
+                        None if channel is None else str(channel))
 
 
 def parse_registry(doc: Any, source: str = "<registry>") -> Registry:
@@ -161,6 +210,7 @@ def parse_registry(doc: Any, source: str = "<registry>") -> Registry:
             if register_max <= 0 or max_rate <= 0:
                 raise RegistryError(f"{mwhere}: register_max and max_rate_per_h must be > 0")
             parent = m.get("parent")
+            dev_source = _parse_source(m.get("source"), mwhere)
             meters[meter_id] = Meter(
                 meter_id=meter_id,
                 site_id=site_id,
@@ -171,6 +221,7 @@ def parse_registry(doc: Any, source: str = "<registry>") -> Registry:
                 group=str(m["group"]) if m.get("group") is not None else None,
                 register_max=register_max,
                 max_rate_per_h=max_rate,
+                source=dev_source,
             )
     for meter in meters.values():
         if meter.parent_id is not None and meter.parent_id not in meters:

@@ -20,12 +20,14 @@ import psycopg
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# NZC_TEST_PORT_OFFSET lets several checkouts or developers run the suite side by side.
+_OFF = int(os.environ.get("NZC_TEST_PORT_OFFSET", "0"))
 TEST_ENV = {
-    "NZC_STATE_DIR": str(REPO / ".state" / "test"),
-    "NZC_MQTT_PORT": "18841",
-    "NZC_KAFKA_BOOTSTRAP": "127.0.0.1:19102",
-    "NZC_KAFKA_CONTROLLER_PORT": "19103",
-    "NZC_PG_PORT": "15442",
+    "NZC_STATE_DIR": str(REPO / ".state" / (f"test{_OFF}" if _OFF else "test")),
+    "NZC_MQTT_PORT": str(18841 + _OFF),
+    "NZC_KAFKA_BOOTSTRAP": f"127.0.0.1:{19102 + _OFF}",
+    "NZC_KAFKA_CONTROLLER_PORT": str(19103 + _OFF),
+    "NZC_PG_PORT": str(15442 + _OFF),
     "NZC_REGISTRY": str(REPO / "tests" / "data" / "registry.yaml"),
     "NZC_INTERVAL_S": "900",
     "NZC_LATENESS_S": "21600",
@@ -34,6 +36,9 @@ TEST_ENV = {
 }
 for _k, _v in TEST_ENV.items():
     os.environ[_k] = _v
+# The database URLs derive from the port unless given: drop inherited ones.
+for _k in ("NZC_DATABASE_URL", "NZC_DATABASE_ADMIN_URL", "NZC_DATABASE_READER_URL"):
+    os.environ.pop(_k, None)
 
 from nzc.settings import Settings  # noqa: E402
 
