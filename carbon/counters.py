@@ -54,16 +54,34 @@ class MeterSpec:
     meter_id: str
     register_max: float
     max_rate_per_h: float
+    max_gap_s: float = 1800.0
+
+
+Quality = Literal["measured", "estimated", "partial", "missing"]
+
+#: Cells of the per-interval accumulators: quantity, measured seconds, estimated quantity,
+#: estimated seconds.
+_Q, _MS, _EQ, _ES = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
 class IntervalEnergy:
     """The quantity of one meter in one interval, as far as it is known now.
 
-    ``quantity`` [canonical unit] is the sum over measured time; ``covered_s`` [s] is how much
-    of the interval's ``interval_s`` seconds that measured time spans. ``quality`` is
-    ``measured`` when the whole interval is covered and ``partial`` otherwise (a gap, a reset,
-    a quarantined reading, or the newest interval still filling).
+    ``quantity`` [canonical unit] is the total; ``estimated_quantity`` [canonical unit] is the
+    part of it that was placed by estimate: a segment longer than the meter's ``max_gap_s``
+    (a gap between readings) is spread linearly over the gap, its total being known from the
+    registers but not its timing. ``covered_s`` [s] is the measured time in the interval,
+    ``estimated_s`` [s] the estimated time. ``quality``:
+
+    * ``measured``: the whole interval is covered by measured segments;
+    * ``estimated``: the whole interval is covered, partly or wholly by estimate;
+    * ``partial``: part of the interval is not covered (a reset, the newest interval still
+      filling, the first reading falling inside it);
+    * ``missing``: nothing covers the interval (it is touched only by a reset segment).
+
+    An offline meter produces no rows at all for the intervals it missed until it reports
+    again: aggregates count those as missing against the expected number of intervals.
     """
 
     meter_id: str
@@ -71,7 +89,9 @@ class IntervalEnergy:
     interval_s: int
     quantity: float
     covered_s: float
-    quality: Literal["measured", "partial"]
+    quality: Quality
+    estimated_quantity: float = 0.0
+    estimated_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -91,7 +111,8 @@ class MeterState:
     ``regs``: kept register readings ``[ts_ms, value]`` sorted by time. The first one is the
     *anchor*: nothing at or before it can be accepted any more.
     ``ivals``: kept interval values ``{end_ts_ms: [period_s, value]}``.
-    ``base``: per interval start, ``[quantity, covered_s]`` contributed by readings that were
+    ``base``: per interval start, ``[quantity, measured_s, estimated_quantity, estimated_s]``
+    contributed by readings that were
     dropped from ``regs``/``ivals`` but whose interval can still change.
     ``horizon_ms``: intervals starting before it are final.
     ``pruned``: register readings dropped during the last ``lateness_s`` before the anchor,
@@ -127,7 +148,9 @@ class MeterState:
         return cls(
             regs=d.get("regs", []),
             ivals={int(k): [float(p), float(v)] for k, (p, v) in d.get("ivals", {}).items()},
-            base={int(k): [float(q), float(c)] for k, (q, c) in d.get("base", {}).items()},
+            # older states kept [quantity, measured_s]: pad to the four cells
+            base={int(k): [*map(float, v), 0.0, 0.0, 0.0, 0.0][:4]
+                  for k, v in d.get("base", {}).items()},
             horizon_ms=d.get("horizon_ms"),
             max_ts_ms=d.get("max_ts_ms"),
             pruned=d.get("pruned", []),
@@ -185,16 +208,31 @@ def _overlaps(t0_ms: int, t1_ms: int, interval_s: int) -> list[tuple[int, int]]:
     return out
 
 
-def _spread(acc: dict[int, list[float]], t0_ms: int, t1_ms: int, qty: float, lo: int, hi: int,
-            interval_s: int) -> None:
-    """Add ``qty`` over ``[t0, t1)`` to ``acc`` (``{start: [quantity, covered_s]}``) in
-    proportion to time, for the interval starts in ``[lo, hi]``."""
+def _spread(acc: dict[int, list[float]], t0_ms: int, t1_ms: int, qty: float | None, lo: int,
+            hi: int, interval_s: int, estimated: bool = False) -> None:
+    """Add ``qty`` over ``[t0, t1)`` to ``acc`` (``{start: [quantity, measured_s,
+    estimated_quantity, estimated_s]}``) in proportion to time, for the interval starts in
+    ``[lo, hi]``. ``qty=None`` (a reset) adds an empty cell: the interval is touched but
+    not covered."""
     span = t1_ms - t0_ms
     for start, overlap in _overlaps(t0_ms, t1_ms, interval_s):
         if lo <= start <= hi:
-            cell = acc.setdefault(start, [0.0, 0.0])
-            cell[0] += qty * overlap / span
-            cell[1] += overlap / 1000.0
+            cell = acc.setdefault(start, [0.0, 0.0, 0.0, 0.0])
+            if qty is None:
+                continue
+            part = qty * overlap / span
+            cell[_Q] += part
+            if estimated:
+                cell[_EQ] += part
+                cell[_ES] += overlap / 1000.0
+            else:
+                cell[_MS] += overlap / 1000.0
+
+
+def _add(into: dict[int, list[float]], start: int, cell: list[float]) -> None:
+    acc = into.setdefault(start, [0.0, 0.0, 0.0, 0.0])
+    for i, v in enumerate(cell):
+        acc[i] += v
 
 
 def _contributions(
@@ -212,9 +250,8 @@ def _contributions(
         if t1 <= lo or t0 >= hi + step:
             continue
         qty, _kind = segment_quantity(spec, t0, v0, t1, v1)
-        if qty is None:
-            continue
-        _spread(acc, t0, t1, qty, lo, hi, interval_s)
+        gap = (t1 - t0) > spec.max_gap_s * 1000
+        _spread(acc, t0, t1, qty, lo, hi, interval_s, estimated=gap)
     return acc
 
 
@@ -250,21 +287,33 @@ def interval_totals(
     ivals = _ival_contributions(state.ivals, lo, hi, interval_s)
     out = []
     for start in sorted(set(starts)):
-        qty = 0.0
-        cov = 0.0
+        total = [0.0, 0.0, 0.0, 0.0]
         for part in (state.base.get(start), regs.get(start), ivals.get(start)):
             if part:
-                qty += part[0]
-                cov += part[1]
-        cov = min(cov, float(interval_s))
+                for i, v in enumerate(part):
+                    total[i] += v
+        measured_s = min(total[_MS], float(interval_s))
+        estimated_s = min(total[_ES], float(interval_s) - measured_s)
+        full = interval_s - 1e-6
+        quality: Quality
+        if measured_s >= full:
+            quality = "measured"
+        elif measured_s + estimated_s >= full:
+            quality = "estimated"
+        elif measured_s + estimated_s > 0:
+            quality = "partial"
+        else:
+            quality = "missing"
         out.append(
             IntervalEnergy(
                 meter_id=spec.meter_id,
                 interval_start_ms=start,
                 interval_s=interval_s,
-                quantity=qty,
-                covered_s=cov,
-                quality="measured" if cov >= interval_s - 1e-6 else "partial",
+                quantity=total[_Q],
+                covered_s=measured_s,
+                quality=quality,
+                estimated_quantity=total[_EQ],
+                estimated_s=estimated_s,
             )
         )
     return out
@@ -421,15 +470,11 @@ def _advance(
     far = cut + interval_s * 1000
     frozen = _contributions(spec, regs[: k + 1] if k > 0 else [], horizon, far, interval_s)
     dropped_ivals = {end: state.ivals.pop(end) for end in ival_drop}
-    for start, (q, c) in _ival_contributions(dropped_ivals, horizon, far, interval_s).items():
-        cell = frozen.setdefault(start, [0.0, 0.0])
-        cell[0] += q
-        cell[1] += c
+    for start, cell in _ival_contributions(dropped_ivals, horizon, far, interval_s).items():
+        _add(frozen, start, cell)
     base = {s: v for s, v in state.base.items() if s >= horizon}
-    for start, (q, c) in frozen.items():
-        cell = base.setdefault(start, [0.0, 0.0])
-        cell[0] += q
-        cell[1] += c
+    for start, cell in frozen.items():
+        _add(base, start, cell)
     state.base = base
     if k > 0:
         state.pruned.extend(regs[:k])

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from carbon.registry import Registry
 
@@ -31,15 +32,18 @@ def _ts(ms: int) -> datetime:
 
 _UPSERT_ENERGY = """
 INSERT INTO energy_intervals AS t (meter_id, interval_start, interval_s, site_id, carrier,
-    quantity, quantity_unit, energy_tce, covered_s, quality)
+    quantity, quantity_unit, energy_tce, covered_s, quality, estimated_quantity, estimated_s)
 SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::int[], %s::text[], %s::text[],
-    %s::float8[], %s::text[], %s::float8[], %s::float8[], %s::text[])
+    %s::float8[], %s::text[], %s::float8[], %s::float8[], %s::text[], %s::float8[],
+    %s::float8[])
 ON CONFLICT (meter_id, interval_start) DO UPDATE SET
     interval_s = excluded.interval_s, quantity = excluded.quantity,
     energy_tce = excluded.energy_tce, covered_s = excluded.covered_s,
-    quality = excluded.quality, revision = t.revision + 1, updated_at = now()
-WHERE (t.quantity, t.covered_s, t.quality, t.interval_s)
-    IS DISTINCT FROM (excluded.quantity, excluded.covered_s, excluded.quality, excluded.interval_s)
+    quality = excluded.quality, estimated_quantity = excluded.estimated_quantity,
+    estimated_s = excluded.estimated_s, revision = t.revision + 1, updated_at = now()
+WHERE (t.quantity, t.covered_s, t.quality, t.interval_s, t.estimated_quantity)
+    IS DISTINCT FROM (excluded.quantity, excluded.covered_s, excluded.quality,
+                      excluded.interval_s, excluded.estimated_quantity)
 """
 
 _UPSERT_EMISSIONS = """
@@ -129,7 +133,8 @@ class Sink:
         energy = [
             (r["meter_id"], _ts(r["interval_start_ms"]), r["interval_s"], r["site_id"],
              r["carrier"], r["quantity"], r["quantity_unit"], r.get("energy_tce"),
-             r["covered_s"], r["quality"])
+             r["covered_s"], r["quality"], r.get("estimated_quantity", 0.0),
+             r.get("estimated_s", 0.0))
             for r in last.values()
         ]
         emissions = [
@@ -143,7 +148,7 @@ class Sink:
         async with conn.transaction():
             n_e = n_x = 0
             if energy:
-                cur = await conn.execute(_UPSERT_ENERGY, _columns(energy, 10))
+                cur = await conn.execute(_UPSERT_ENERGY, _columns(energy, 12))
                 n_e = cur.rowcount
             if emissions:
                 cur = await conn.execute(_UPSERT_EMISSIONS, _columns(emissions, 10))
@@ -200,34 +205,90 @@ class Sink:
             delay = min(delay * 2, 10.0)
 
 
-def sync_registry(database_url: str, registry: Registry) -> None:
-    """Upsert the registry's sites and meters into their tables (the YAML file is the source
-    of truth; the database copy lets dashboards and reviewers join on it)."""
-    with psycopg.connect(database_url) as conn, conn.transaction(), conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO sites (site_id, name, site_type, province, city, baseline_year,"
-            " timezone) VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (site_id) DO UPDATE SET"
-            " name=excluded.name, site_type=excluded.site_type, province=excluded.province,"
-            " city=excluded.city, baseline_year=excluded.baseline_year,"
-            " timezone=excluded.timezone, updated_at=now()",
-            [
-                (s.site_id, s.name, s.site_type, s.province, s.city, s.baseline_year,
-                 s.timezone)
-                for s in registry.sites.values()
-            ],
-        )
-        cur.executemany(
-            "INSERT INTO meters (meter_id, site_id, carrier, unit, canonical_unit,"
-            " gateway_id, parent_id, group_name, register_max, max_rate_per_h)"
-            " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (meter_id) DO UPDATE SET"
-            " site_id=excluded.site_id, carrier=excluded.carrier, unit=excluded.unit,"
-            " canonical_unit=excluded.canonical_unit, gateway_id=excluded.gateway_id,"
-            " parent_id=excluded.parent_id, group_name=excluded.group_name,"
-            " register_max=excluded.register_max, max_rate_per_h=excluded.max_rate_per_h,"
-            " updated_at=now()",
-            [
-                (m.meter_id, m.site_id, m.carrier.value, m.unit, m.canonical_unit,
-                 m.gateway_id, m.parent_id, m.group, m.register_max, m.max_rate_per_h)
-                for m in registry.meters.values()
-            ],
-        )
+def sync_registry(database_url: str, registry: Registry, source: str = "<registry>",
+                  text: str | None = None) -> int | None:
+    """Store the registry: upsert sites, meters, denominators and instruments, and keep the
+    document in ``registry_versions`` (a new version only when its content changed).
+
+    Returns the new version id, or ``None`` when the database already had this document.
+    The YAML file stays the source of truth; the database copy lets dashboards and reviewers
+    join on it and see its history.
+    """
+    version_id: int | None = None
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        if text is not None:
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            row = conn.execute("SELECT sha256 FROM registry_versions WHERE source = %s"
+                               " ORDER BY version_id DESC LIMIT 1", (source,)).fetchone()
+            if row is None or row[0] != digest:
+                doc = {"text": text}
+                got = conn.execute(
+                    "INSERT INTO registry_versions (source, sha256, document)"
+                    " VALUES (%s, %s, %s) RETURNING version_id",
+                    (source, digest, Jsonb(doc))).fetchone()
+                version_id = int(got[0]) if got else None
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO sites (site_id, name, site_type, province, city, baseline_year,"
+                " timezone, construction_start, construction_end, boundary, factor_overrides)"
+                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (site_id) DO UPDATE SET"
+                " name=excluded.name, site_type=excluded.site_type, province=excluded.province,"
+                " city=excluded.city, baseline_year=excluded.baseline_year,"
+                " timezone=excluded.timezone, construction_start=excluded.construction_start,"
+                " construction_end=excluded.construction_end, boundary=excluded.boundary,"
+                " factor_overrides=excluded.factor_overrides, updated_at=now()",
+                [
+                    (s.site_id, s.name, s.site_type, s.province, s.city, s.baseline_year,
+                     s.timezone, s.construction_start, s.construction_end, s.boundary,
+                     Jsonb(dict(s.factor_overrides)))
+                    for s in registry.sites.values()
+                ],
+            )
+            cur.executemany(
+                "INSERT INTO meters (meter_id, site_id, carrier, unit, canonical_unit,"
+                " gateway_id, parent_id, group_name, register_max, max_rate_per_h, max_gap_s)"
+                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (meter_id) DO UPDATE SET"
+                " site_id=excluded.site_id, carrier=excluded.carrier, unit=excluded.unit,"
+                " canonical_unit=excluded.canonical_unit, gateway_id=excluded.gateway_id,"
+                " parent_id=excluded.parent_id, group_name=excluded.group_name,"
+                " register_max=excluded.register_max, max_rate_per_h=excluded.max_rate_per_h,"
+                " max_gap_s=excluded.max_gap_s, updated_at=now()",
+                [
+                    (m.meter_id, m.site_id, m.carrier.value, m.unit, m.canonical_unit,
+                     m.gateway_id, m.parent_id, m.group, m.register_max, m.max_rate_per_h,
+                     m.max_gap_s)
+                    for m in registry.meters.values()
+                ],
+            )
+            cur.executemany(
+                "INSERT INTO denominators (site_id, kind, month, value, unit, source, version_id)"
+                " VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (site_id, kind, month) DO UPDATE SET"
+                " value=excluded.value, unit=excluded.unit, source=excluded.source,"
+                " version_id=coalesce(excluded.version_id, denominators.version_id)"
+                " WHERE (denominators.value, denominators.unit, denominators.source)"
+                " IS DISTINCT FROM (excluded.value, excluded.unit, excluded.source)",
+                [(d.site_id, d.kind, d.month, d.value, d.unit, d.source, version_id)
+                 for d in registry.denominators],
+            )
+            cur.executemany(
+                "INSERT INTO instruments (instrument_id, site_id, kind, quantity, unit,"
+                " period_start, period_end, vintage, retired, registry, version_id)"
+                " VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (instrument_id) DO UPDATE"
+                " SET site_id=excluded.site_id, kind=excluded.kind, quantity=excluded.quantity,"
+                " unit=excluded.unit, period_start=excluded.period_start,"
+                " period_end=excluded.period_end, vintage=excluded.vintage,"
+                " retired=excluded.retired, registry=excluded.registry,"
+                " version_id=coalesce(excluded.version_id, instruments.version_id)",
+                [(i.instrument_id, i.site_id, i.kind, i.quantity, i.unit, i.period_start,
+                  i.period_end, i.vintage, i.retired, i.registry, version_id)
+                 for i in registry.instruments],
+            )
+    return version_id
+
+
+def latest_registry_text(database_url: str, source: str) -> str | None:
+    """The newest stored registry document of ``source``, or ``None``."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT document->>'text' FROM registry_versions WHERE source = %s"
+                           " ORDER BY version_id DESC LIMIT 1", (source,)).fetchone()
+    return None if row is None else str(row[0])

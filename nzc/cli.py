@@ -6,6 +6,9 @@
     nzc stream                                   faust stream worker (foreground)
     nzc simulate ...                             sample pilot zone publisher
     nzc summary                                  live per-site emissions from the database
+    nzc registry load|diff                       store the registry (with history) / compare
+    nzc close --site S --month YYYY-MM           a reviewer's monthly close with its evidence
+    nzc recompute --site S --from D --to D ...   restate emissions with another factor
     nzc demo                                     all of the above, end to end
 """
 
@@ -15,7 +18,8 @@ import argparse
 import logging
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from pathlib import Path
 
 from nzc.settings import Settings
 
@@ -33,8 +37,60 @@ def cmd_migrate(settings: Settings) -> int:
     from nzc.registry import load_registry
 
     applied = apply_migrations(settings.database_admin_url)
-    sync_registry(settings.database_admin_url, load_registry(settings.registry_path))
+    path = settings.registry_path
+    sync_registry(settings.database_admin_url, load_registry(path), str(path),
+                  path.read_text(encoding="utf-8"))
     print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+    return 0
+
+
+def cmd_registry(settings: Settings, action: str) -> int:
+    """``load``: store the registry file (a new version only when it changed);
+    ``diff``: what the file changes against the newest stored version."""
+    from carbon.registry import diff_registries, parse_registry
+    from db.sink import latest_registry_text, sync_registry
+    from nzc.registry import load_registry, load_registry_document
+
+    path = settings.registry_path
+    new = load_registry(path)
+    if action == "load":
+        version = sync_registry(settings.database_admin_url, new, str(path),
+                                path.read_text(encoding="utf-8"))
+        print(f"registry {path}: " + (f"stored as version {version}" if version
+                                       else "unchanged (already stored)"))
+        return 0
+    old_text = latest_registry_text(settings.database_reader_url, str(path))
+    if old_text is None:
+        print(f"registry {path} has never been stored; everything is new")
+        return 0
+    old = parse_registry(load_registry_document(old_text), source=f"{path} (stored)")
+    changes = diff_registries(old, new)
+    print("\n".join(changes) if changes else "no differences")
+    return 0
+
+
+def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
+    """Print the monthly close of one site."""
+    from analytics.close import close_as_json, format_close, load_and_close
+
+    month = date.fromisoformat(f"{args.month}-01")
+    c = load_and_close(settings.database_reader_url, args.site, month, settings.interval_s)
+    print(close_as_json(c) if args.json else format_close(c))
+    return 0
+
+
+def cmd_recompute(settings: Settings, args: argparse.Namespace) -> int:
+    """Recompute emissions of a site and period with another factor data year or file."""
+    from analytics.recompute import recompute
+    from nzc.factors_io import load_factor_library
+
+    library = load_factor_library(args.factors or settings.factors_path)
+    audit = recompute(settings.database_url, args.site,
+                      datetime.fromisoformat(args.start).astimezone(UTC),
+                      datetime.fromisoformat(args.end).astimezone(UTC), library,
+                      data_year=args.data_year)
+    print(f"recomputed: {audit['rows_changed']} rows changed; before {audit['before_kgco2']} "
+          f"kgCO2, after {audit['after_kgco2']} kgCO2 (audit id {audit['audit_id']})")
     return 0
 
 
@@ -121,6 +177,18 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("simulate", help="run the simulator (see nzc simulate --help)",
                    add_help=False)
     sub.add_parser("summary", help="live per-site figures from the database")
+    reg = sub.add_parser("registry", help="store or compare the site registry")
+    reg.add_argument("action", choices=["load", "diff"])
+    close = sub.add_parser("close", help="monthly close of a site (local month)")
+    close.add_argument("--site", required=True)
+    close.add_argument("--month", required=True, help="YYYY-MM")
+    close.add_argument("--json", action="store_true")
+    rec = sub.add_parser("recompute", help="restate emissions with another factor")
+    rec.add_argument("--site", required=True)
+    rec.add_argument("--from", dest="start", required=True, help="ISO time with offset")
+    rec.add_argument("--to", dest="end", required=True, help="ISO time with offset (exclusive)")
+    rec.add_argument("--data-year", type=int, help="pin the grid factors' data year")
+    rec.add_argument("--factors", type=Path, help="YAML factors file (default NZC_FACTORS)")
     demo = sub.add_parser("demo", help="services + workers + simulator + summary")
     demo.add_argument("--duration-s", type=int, default=6 * 3600,
                       help="simulated seconds to publish (default 6 h)")
@@ -155,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cmd == "summary":
         return cmd_summary(settings)
+    if args.cmd == "registry":
+        return cmd_registry(settings, args.action)
+    if args.cmd == "close":
+        return cmd_close(settings, args)
+    if args.cmd == "recompute":
+        return cmd_recompute(settings, args)
     if args.cmd == "demo":
         return cmd_demo(settings, args)
     parser.error(f"unknown command {args.cmd}")

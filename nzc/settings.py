@@ -50,6 +50,8 @@ class Settings:
     topic_partitions: int
     processing_guarantee: str
     kafka_session_timeout_s: float
+    max_gap_s: float
+    factors_path: Path | None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -84,6 +86,8 @@ class Settings:
             topic_partitions=_env_int("NZC_TOPIC_PARTITIONS", 4),
             processing_guarantee=_env("NZC_PROCESSING_GUARANTEE", "at_least_once"),
             kafka_session_timeout_s=float(_env_int("NZC_KAFKA_SESSION_TIMEOUT_S", 30)),
+            max_gap_s=float(_env_int("NZC_MAX_GAP_S", 1800)),
+            factors_path=Path(p) if (p := _env("NZC_FACTORS", "")) else None,
         )
 
 

@@ -158,16 +158,18 @@ def create_app(settings: Settings, ctx: logic.StreamContext) -> faust.App:
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Start one stream worker in the foreground (blocks until stopped)."""
-    from carbon.factors import FactorLibrary
     from db.sink import sync_registry
+    from nzc.factors_io import load_factor_library
 
     registry = load_registry(settings.registry_path)
-    sync_registry(settings.database_url, registry)
+    sync_registry(settings.database_url, registry, str(settings.registry_path),
+                  settings.registry_path.read_text(encoding="utf-8"))
     ctx = logic.StreamContext(
         registry=registry,
-        factors=FactorLibrary(),
+        factors=load_factor_library(settings.factors_path),
         interval_s=settings.interval_s,
         lateness_s=settings.lateness_s,
+        max_gap_s=settings.max_gap_s,
     )
     app = create_app(settings, ctx)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)

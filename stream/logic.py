@@ -34,12 +34,15 @@ class StreamContext:
     factors: FactorLibrary
     interval_s: int = 900
     lateness_s: int = 7200
+    max_gap_s: float = 1800.0
 
 
-def meter_spec(meter: Meter) -> MeterSpec:
-    """Counter limits of ``meter`` in its carrier's canonical unit."""
+def meter_spec(meter: Meter, default_max_gap_s: float = 1800.0) -> MeterSpec:
+    """Counter limits of ``meter`` in its carrier's canonical unit; a gap between readings
+    longer than the meter's ``max_gap_s`` (else ``default_max_gap_s``) [s] is estimated."""
     k = meter.to_canonical
-    return MeterSpec(meter.meter_id, meter.register_max * k, meter.max_rate_per_h * k)
+    gap = meter.max_gap_s if meter.max_gap_s is not None else default_max_gap_s
+    return MeterSpec(meter.meter_id, meter.register_max * k, meter.max_rate_per_h * k, gap)
 
 
 def _dead(reading: dict[str, Any], code: str, reason: str) -> dict[str, Any]:
@@ -70,7 +73,7 @@ def compute_energy(
         return state_json or {}, [], [
             _dead(reading, "unknown_meter", f"meter {reading['meter_id']!r} is not registered")
         ]
-    spec = meter_spec(meter)
+    spec = meter_spec(meter, ctx.max_gap_s)
     state = MeterState.from_json(state_json)
     kw = {"interval_s": ctx.interval_s, "lateness_s": ctx.lateness_s}
     result: ApplyResult
@@ -95,6 +98,8 @@ def compute_energy(
             "quantity_unit": meter.canonical_unit,
             "covered_s": iv.covered_s,
             "quality": iv.quality,
+            "estimated_quantity": iv.estimated_quantity,
+            "estimated_s": iv.estimated_s,
         }
         for iv in result.intervals
     ]
@@ -114,7 +119,8 @@ def apply_factors(ctx: StreamContext, energy: dict[str, Any]) -> dict[str, Any]:
     meter = ctx.registry.meters[energy["meter_id"]]
     site = ctx.registry.sites[meter.site_id]
     year = accounting_year(energy["interval_start_ms"], site.timezone)
-    rows = interval_emissions(meter.carrier, energy["quantity"], site.province, year, ctx.factors)
+    rows = interval_emissions(meter.carrier, energy["quantity"], site.province, year, ctx.factors,
+                              grid_overrides=site.factor_overrides or None)
     out = dict(energy)
     out["energy_tce"] = tce(meter.carrier, energy["quantity"])
     out["emissions"] = [

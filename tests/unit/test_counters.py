@@ -60,7 +60,15 @@ def test_segment_over_three_intervals() -> None:
     # 0:05 -> 0:50 is 45 min carrying 90 kWh, 2 kWh/min: 10 min + 15 min + 15 min + 5 min
     out, _ = feed([(T0 + 5 * MIN, 0.0), (T0 + 50 * MIN, 90.0)])
     assert [round(out[T0 + k * 15 * MIN].quantity, 9) for k in range(4)] == [20, 30, 30, 10]
+    # 45 min between readings is a gap (default max_gap_s 1800): the total is known, its
+    # placement is an estimate, and the intervals say so
+    assert out[T0 + 15 * MIN].quality == "estimated"
+    assert out[T0 + 15 * MIN].estimated_quantity == pytest.approx(30.0)
+    assert out[T0 + 15 * MIN].covered_s == 0.0 and out[T0 + 15 * MIN].estimated_s == 900.0
+    wide = MeterSpec("m1", register_max=1e6, max_rate_per_h=1e4, max_gap_s=3600)
+    out, _ = feed([(T0 + 5 * MIN, 0.0), (T0 + 50 * MIN, 90.0)], spec=wide)
     assert out[T0 + 15 * MIN].quality == "measured"
+    assert out[T0 + 15 * MIN].estimated_quantity == 0.0
 
 
 def test_duplicate_changes_nothing_and_correction_replaces() -> None:
@@ -98,6 +106,7 @@ def test_reset_gives_no_energy_and_no_negative() -> None:
     out, rej = feed([(T0, 500.0), (T0 + 15 * MIN, 2.0), (T0 + 30 * MIN, 7.0)], spec=spec)
     assert rej == []
     assert out[T0].quantity == 0.0 and out[T0].covered_s == 0.0  # unknown, not zero-measured
+    assert out[T0].quality == "missing"
     assert out[T0 + 15 * MIN].quantity == pytest.approx(5.0)
 
 
@@ -199,3 +208,19 @@ def test_replay_of_dropped_readings_is_a_duplicate_not_a_rejection() -> None:
     assert rej == []
     out2, _ = feed(readings, lateness_s=3600)
     assert out1 == out2
+
+
+def test_gap_then_regular_readings_mix_estimated_and_measured() -> None:
+    # readings at 0:00, 0:10 then silence until 1:10, then every 5 min
+    series = [(T0, 0.0), (T0 + 10 * MIN, 10.0), (T0 + 70 * MIN, 70.0), (T0 + 75 * MIN, 75.0),
+              (T0 + 80 * MIN, 80.0), (T0 + 85 * MIN, 85.0), (T0 + 90 * MIN, 90.0)]
+    out, _ = feed(series)
+    first = out[T0]  # 10 min measured + 5 min of the 60-min gap estimated
+    assert first.quality == "estimated"
+    assert first.covered_s == 600.0 and first.estimated_s == 300.0
+    assert first.estimated_quantity == pytest.approx(5.0) and first.quantity == pytest.approx(15.0)
+    assert out[T0 + 30 * MIN].quality == "estimated"
+    last = out[T0 + 75 * MIN]
+    assert last.quality == "measured" and last.estimated_quantity == 0.0
+    assert sum(iv.estimated_quantity for iv in out.values()) == pytest.approx(60.0)
+    assert sum(iv.quantity for iv in out.values()) == pytest.approx(90.0)
