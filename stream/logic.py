@@ -20,7 +20,7 @@ from carbon.counters import (
     apply_register,
 )
 from carbon.emissions import interval_emissions
-from carbon.factors import FactorLibrary
+from carbon.factors import GRID_DATA_YEARS, FactorError, FactorLibrary
 from carbon.registry import Meter, Registry
 from carbon.tce import tce
 
@@ -119,8 +119,17 @@ def apply_factors(ctx: StreamContext, energy: dict[str, Any]) -> dict[str, Any]:
     meter = ctx.registry.meters[energy["meter_id"]]
     site = ctx.registry.sites[meter.site_id]
     year = accounting_year(energy["interval_start_ms"], site.timezone)
-    rows = interval_emissions(meter.carrier, energy["quantity"], site.province, year, ctx.factors,
-                              grid_overrides=site.factor_overrides or None)
+    overrides = site.factor_overrides or None
+    try:
+        rows = interval_emissions(meter.carrier, energy["quantity"], site.province, year,
+                                  ctx.factors, grid_overrides=overrides)
+    except FactorError:
+        # Data older than the oldest published grid factor (e.g. a historical replay): use the
+        # oldest data year explicitly. The rows record which factor they used, and
+        # `nzc recompute` restates them once a deployment supplies the matching year.
+        rows = interval_emissions(meter.carrier, energy["quantity"], site.province, year,
+                                  ctx.factors, data_year=min(GRID_DATA_YEARS),
+                                  grid_overrides=overrides)
     out = dict(energy)
     out["energy_tce"] = tce(meter.carrier, energy["quantity"])
     out["emissions"] = [

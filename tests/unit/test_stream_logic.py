@@ -74,3 +74,12 @@ def test_accounting_year_is_local() -> None:
     # 2025-12-31T17:00Z is 2026-01-01 01:00 in Chengdu
     assert accounting_year(T0 - 7 * 3600_000, "Asia/Shanghai") == 2026
     assert accounting_year(T0 - 9 * 3600_000, "Asia/Shanghai") == 2025
+
+
+def test_data_older_than_every_factor_uses_the_oldest_and_says_so() -> None:
+    t2007 = 1_167_609_600_000  # 2007-01-01T00:00:00Z
+    out, dead = run([reading("e2e-el", t2007, 0.0), reading("e2e-el", t2007 + 15 * MIN, 10.0)])
+    rows = {e["method"]: e for e in out[("e2e-el", t2007)]["emissions"]}
+    assert dead == []
+    assert rows["location"]["factor_version"] == "mee-2024-12"  # data year 2021
+    assert rows["location"]["emissions_kgco2"] == pytest.approx(10.0 * 0.1255)
