@@ -18,7 +18,10 @@ Rules (DOMAIN.md section 2):
   replacement*: the segment's quantity is unknown, so it is counted as uncovered time (never
   negative, never a spike), and the interval shows less than full coverage.
 * A rise implying a rate above the meter's physical maximum is a *spike*: the reading is
-  quarantined (not used) and reported with its reason.
+  quarantined (not used) and reported with its reason. When :data:`REPLACEMENT_CONFIRMATIONS`
+  such readings in a row agree with each other (possible rates between them), they are a
+  *meter replacement* by a register that started higher: they are accepted, and the span from
+  the last good reading to the first of them counts as uncovered, like a reset.
 * A duplicate (same time, same value) changes nothing. A different value at an already known
   time replaces the old one: it is a correction, and every interval it touches is recomputed.
 * Readings may arrive out of order. A meter keeps its readings for ``lateness_s`` behind the
@@ -39,6 +42,10 @@ from typing import Any, Literal
 
 #: Fraction of the register width below the top in which a drop counts as a rollover.
 ROLLOVER_BAND = 0.1
+
+#: Consecutive, mutually consistent "spikes" after which they are taken for a meter
+#: replacement (a new register that started higher) instead of a fault.
+REPLACEMENT_CONFIRMATIONS = 3
 
 MS_PER_HOUR = 3_600_000
 
@@ -127,6 +134,8 @@ class MeterState:
     horizon_ms: int | None = None
     max_ts_ms: int | None = None
     pruned: list[list[float]] = field(default_factory=list)
+    suspects: list[list[float]] = field(default_factory=list)
+    breaks: list[int] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready representation (dict keys become strings)."""
@@ -137,6 +146,8 @@ class MeterState:
             "horizon_ms": self.horizon_ms,
             "max_ts_ms": self.max_ts_ms,
             "pruned": self.pruned,
+            "suspects": self.suspects,
+            "breaks": self.breaks,
         }
 
     @classmethod
@@ -154,6 +165,8 @@ class MeterState:
             horizon_ms=d.get("horizon_ms"),
             max_ts_ms=d.get("max_ts_ms"),
             pruned=d.get("pruned", []),
+            suspects=d.get("suspects", []),
+            breaks=d.get("breaks", []),
         )
 
 
@@ -236,7 +249,8 @@ def _add(into: dict[int, list[float]], start: int, cell: list[float]) -> None:
 
 
 def _contributions(
-    spec: MeterSpec, regs: list[list[float]], lo: int, hi: int, interval_s: int
+    spec: MeterSpec, regs: list[list[float]], lo: int, hi: int, interval_s: int,
+    breaks: frozenset[int] = frozenset(),
 ) -> dict[int, list[float]]:
     """Quantity and covered seconds per interval from the register segments in ``regs``
     that overlap the interval starts ``[lo, hi]`` (segments summed in time order)."""
@@ -250,6 +264,8 @@ def _contributions(
         if t1 <= lo or t0 >= hi + step:
             continue
         qty, _kind = segment_quantity(spec, t0, v0, t1, v1)
+        if t1 in breaks:  # a replaced meter: what happened in between is unknown
+            qty = None
         gap = (t1 - t0) > spec.max_gap_s * 1000
         _spread(acc, t0, t1, qty, lo, hi, interval_s, estimated=gap)
     return acc
@@ -283,7 +299,7 @@ def interval_totals(
     if not starts:
         return []
     lo, hi = min(starts), max(starts)
-    regs = _contributions(spec, state.regs, lo, hi, interval_s)
+    regs = _contributions(spec, state.regs, lo, hi, interval_s, frozenset(state.breaks))
     ivals = _ival_contributions(state.ivals, lo, hi, interval_s)
     out = []
     for start in sorted(set(starts)):
@@ -367,6 +383,18 @@ def apply_register(
         prev = regs[pos - 1] if pos > 0 else None
         if prev is not None:
             _qty, kind = segment_quantity(spec, int(prev[0]), prev[1], ts_ms, value)
+            if kind == "spike" and pos == len(regs) and _confirms_replacement(
+                    spec, state, ts_ms, value):
+                # the last few "spikes" agree with each other: a new meter started higher
+                first = int(state.suspects[0][0])
+                state.breaks.append(first)
+                regs.extend(state.suspects)
+                state.suspects = []
+                starts = _starts_between(int(prev[0]), max(int(prev[0]), ts_ms - 1), interval_s)
+                _advance(spec, state, ts_ms, interval_s=interval_s, lateness_s=lateness_s)
+                starts = [s for s in starts if state.horizon_ms is None or s >= state.horizon_ms]
+                return ApplyResult(interval_totals(spec, state, starts, interval_s), None,
+                                   False, "replacement")
             if kind == "spike":
                 rate = (value - prev[1]) / ((ts_ms - prev[0]) / MS_PER_HOUR)
                 return ApplyResult(
@@ -382,6 +410,8 @@ def apply_register(
                 )
             if kind in ("rollover", "reset"):
                 event = kind
+        if pos == len(regs):
+            state.suspects = []  # a good reading after a lone spike: it was a fault
         regs.insert(pos, [ts_ms, value])
     lo_t = int(regs[pos - 1][0]) if pos > 0 else ts_ms
     hi_t = int(regs[pos + 1][0]) if pos + 1 < len(regs) else ts_ms
@@ -392,6 +422,19 @@ def apply_register(
     if len(regs) == 1 and not state.ivals and not state.base:
         return ApplyResult([], None, duplicate, event or "first_reading")
     return ApplyResult(interval_totals(spec, state, starts, interval_s), None, duplicate, event)
+
+
+def _confirms_replacement(spec: MeterSpec, state: MeterState, ts_ms: int, value: float) -> bool:
+    """Record a spike at the tail; true when it is the REPLACEMENT_CONFIRMATIONS-th in a row
+    and each follows the previous one at a possible rate (they are a new register)."""
+    if state.suspects:
+        t0, v0 = state.suspects[-1]
+        _qty, kind = segment_quantity(spec, int(t0), v0, ts_ms, value) if ts_ms > t0 else (
+            None, "order")
+        if kind != "normal":
+            state.suspects = []
+    state.suspects.append([ts_ms, value])
+    return len(state.suspects) >= REPLACEMENT_CONFIRMATIONS
 
 
 def apply_interval_value(
@@ -468,7 +511,8 @@ def _advance(
     horizon = interval_floor(anchor_t, interval_s) if anchor_t is not None else cut
     # freeze what the dropped readings contributed to the intervals that stay open
     far = cut + interval_s * 1000
-    frozen = _contributions(spec, regs[: k + 1] if k > 0 else [], horizon, far, interval_s)
+    frozen = _contributions(spec, regs[: k + 1] if k > 0 else [], horizon, far, interval_s,
+                            frozenset(state.breaks))
     dropped_ivals = {end: state.ivals.pop(end) for end in ival_drop}
     for start, cell in _ival_contributions(dropped_ivals, horizon, far, interval_s).items():
         _add(frozen, start, cell)
@@ -479,6 +523,7 @@ def _advance(
     if k > 0:
         state.pruned.extend(regs[:k])
         del regs[:k]
+        state.breaks = [b for b in state.breaks if b > regs[0][0]]
     forget = cut - lateness_s * 1000
     del state.pruned[: bisect.bisect_left(state.pruned, forget, key=_ts)]
     state.horizon_ms = horizon

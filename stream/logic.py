@@ -87,6 +87,12 @@ def compute_energy(
     dead = []
     if result.rejection is not None:
         dead.append(_dead(reading, result.rejection.code, result.rejection.reason))
+    if result.event == "replacement":
+        # kept beside the quarantined readings it explains, for the installer and reviewers
+        dead.append(_dead(reading, "replacement_accepted",
+                          f"meter {meter.meter_id!r}: readings first quarantined as spikes agree "
+                          "with each other and were accepted as a meter replacement; the span "
+                          "before them is counted as missing"))
     records = [
         {
             "meter_id": iv.meter_id,

@@ -224,3 +224,25 @@ def test_gap_then_regular_readings_mix_estimated_and_measured() -> None:
     assert last.quality == "measured" and last.estimated_quantity == 0.0
     assert sum(iv.estimated_quantity for iv in out.values()) == pytest.approx(60.0)
     assert sum(iv.quantity for iv in out.values()) == pytest.approx(90.0)
+
+
+def test_replacement_by_a_higher_register_is_accepted_after_three_readings() -> None:
+    spec = MeterSpec("m", register_max=1e6, max_rate_per_h=100.0, max_gap_s=3600)
+    old = [(T0 + k * 15 * MIN, 100.0 + 10 * k) for k in range(3)]  # 100, 110, 120
+    new = [(T0 + (3 + k) * 15 * MIN, 50_000.0 + 5 * k) for k in range(5)]  # replaced meter
+    out, rej = feed(old + new, spec=spec)
+    assert rej == ["spike", "spike"]  # quarantined until the third confirms the replacement
+    # the span from the last old reading to the first new one is unknown, not a spike
+    assert out[T0 + 2 * 15 * MIN].quality == "missing"
+    assert out[T0 + 2 * 15 * MIN].quantity == 0.0
+    assert [out[T0 + k * 15 * MIN].quantity for k in (3, 4, 5, 6)] == [5.0, 5.0, 5.0, 5.0]
+    assert sum(iv.quantity for iv in out.values()) == pytest.approx(20.0 + 20.0)
+
+
+def test_a_lone_spike_is_not_a_replacement() -> None:
+    spec = MeterSpec("m", register_max=1e6, max_rate_per_h=100.0)
+    series = [(T0, 0.0), (T0 + 15 * MIN, 9000.0), (T0 + 30 * MIN, 10.0),
+              (T0 + 45 * MIN, 9100.0), (T0 + 60 * MIN, 20.0), (T0 + 75 * MIN, 30.0)]
+    out, rej = feed(series, spec=spec)
+    assert rej == ["spike", "spike"]
+    assert sum(iv.quantity for iv in out.values()) == pytest.approx(30.0)
