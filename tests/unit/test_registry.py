@@ -99,3 +99,35 @@ def test_sample_registries_load() -> None:
     for path in [*sorted((root / "simulators" / "sites").glob("*.yaml")),
                  root / "tests" / "data" / "registry.yaml"]:
         assert load_registry(path).meters, path
+
+
+def test_diff_names_added_removed_and_changed(tmp_path: Path) -> None:
+    from carbon.registry import diff_registries
+
+    old = load(tmp_path, GOOD)
+    changed = (GOOD.replace("max_rate_per_h: 900", "max_rate_per_h: 1200")
+               .replace("      - {id: pv, carrier: onsite_renewable, unit: kWh, gateway: g1,"
+                        " register_max: 1e6, max_rate_per_h: 300, max_gap_s: 3600}\n", "")
+               .replace("{id: CCER-001, kind: ccer, quantity: 10.5",
+                        "{id: CCER-002, kind: ccer, quantity: 10.5"))
+    new = load(tmp_path, changed)
+    lines = diff_registries(old, new)  # type: ignore[arg-type]
+    assert "- meter pv" in lines
+    assert "+ instrument CCER-002" in lines and "- instrument CCER-001" in lines
+    assert any(x.startswith("~ meter main: max_rate_per_h: 900.0 -> 1200.0") for x in lines)
+    assert diff_registries(old, old) == []  # type: ignore[arg-type]
+
+
+def test_user_supplied_factors_file_overrides_without_code(tmp_path: Path) -> None:
+    from nzc.factors_io import load_factor_library
+
+    p = tmp_path / "factors.yaml"
+    p.write_text(
+        "factors:\n"
+        "  - {factor_id: grid.avg.sichuan, version: sc-2026-update, value: 0.1234,\n"
+        "     unit: kgCO2/kWh, kind: grid_average, region: sichuan, data_year: 2024,\n"
+        "     source: Sichuan provincial notice (test)}\n")
+    lib = load_factor_library(p)
+    f = lib.grid_factor("sichuan", 2026)
+    assert (f.version, f.value, f.data_year) == ("sc-2026-update", 0.1234, 2024)
+    assert load_factor_library(None).grid_factor("sichuan", 2026).value == 0.1564
