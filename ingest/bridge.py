@@ -1,6 +1,8 @@
 """The MQTT -> Kafka bridge: validate, normalise, produce, then acknowledge.
 
-For each MQTT message, in arrival order: decode and validate (:mod:`ingest.validate`), produce
+For each MQTT message, in arrival order: decode and validate (:mod:`ingest.validate`; every
+supported gateway format, see :mod:`ingest.decoders`; the Sparkplug B decoder state of aliases
+and sequence numbers lives here, one per process), produce
 every accepted reading to ``readings.valid.v1`` keyed by meter id (so one meter's readings stay
 ordered on one partition) and every rejection to ``readings.deadletter.v1``, wait until Kafka
 acknowledged all of them (``acks=all``, idempotent producer), and only then PUBACK the message.
@@ -24,10 +26,17 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from carbon.registry import Registry
+from ingest.decoders.sparkplug import SparkplugState
 from ingest.mqtt import InboundMessage, MqttSource
+from ingest.schema import DeadLetter, ReadingRecord, make_dead_letter
 from ingest.validate import decode_message
 from nzc.registry import load_registry
-from nzc.settings import MQTT_SUBSCRIPTION, TOPIC_DEAD_LETTERS, TOPIC_READINGS, Settings
+from nzc.settings import (
+    DEFAULT_MQTT_SUBSCRIPTIONS,
+    TOPIC_DEAD_LETTERS,
+    TOPIC_READINGS,
+    Settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +50,7 @@ class BridgeStats:
     rejected: int = 0
     acked: int = 0
     kafka_retries: int = 0
+    sparkplug_lost: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def line(self) -> str:
@@ -48,7 +58,7 @@ class BridgeStats:
         dt = max(time.monotonic() - self.started, 1e-9)
         return (f"messages={self.messages} readings={self.readings} rejected={self.rejected} "
                 f"acked={self.acked} kafka_retries={self.kafka_retries} "
-                f"readings/s={self.readings / dt:.0f}")
+                f"sparkplug_lost={self.sparkplug_lost} readings/s={self.readings / dt:.0f}")
 
 
 def _encode(d: dict[str, Any]) -> bytes:
@@ -65,35 +75,49 @@ class Bridge:
         self.registry = registry
         self.client_id = client_id
         self.stats = BridgeStats()
+        self.sparkplug = SparkplugState()
         self._stop = asyncio.Event()
 
+    def _decode(self, msg: InboundMessage) -> tuple[list[ReadingRecord], list[DeadLetter]]:
+        """Decode ``msg`` once (the Sparkplug B state must see each message once, so a Kafka
+        retry re-sends these records instead of decoding again)."""
+        try:
+            readings, dead = decode_message(
+                self.registry, msg.topic, msg.payload, received_ms=msg.received_ms,
+                max_clock_skew_s=self.settings.max_clock_skew_s, sparkplug=self.sparkplug,
+            )
+        except Exception as exc:  # never crash on input; keep the message as a rejection
+            log.exception("decoding a message on %s failed", msg.topic)
+            readings, dead = [], [make_dead_letter(
+                stage="ingest", code="decoder_error", reason=f"{type(exc).__name__}: {exc}",
+                mqtt_topic=msg.topic, payload=msg.payload, received_ms=msg.received_ms)]
+        self.stats.messages += 1
+        self.stats.readings += len(readings)
+        self.stats.rejected += len(dead)
+        self.stats.sparkplug_lost = self.sparkplug.lost_messages
+        return readings, dead
+
     async def _produce(
-        self, producer: AIOKafkaProducer, msg: InboundMessage, count: bool = True
+        self, producer: AIOKafkaProducer, topic: str, readings: list[ReadingRecord],
+        dead: list[DeadLetter],
     ) -> list[Awaitable[Any]]:
-        readings, dead = decode_message(
-            self.registry, msg.topic, msg.payload, received_ms=msg.received_ms,
-            max_clock_skew_s=self.settings.max_clock_skew_s,
-        )
-        if count:
-            self.stats.messages += 1
-            self.stats.readings += len(readings)
-            self.stats.rejected += len(dead)
         futures = []
         for r in readings:
             futures.append(await producer.send(
                 TOPIC_READINGS, key=r.meter_id.encode(), value=_encode(r.to_dict())))
         for d in dead:
-            key = (d.meter_id or msg.topic).encode()
+            key = (d.meter_id or topic).encode()
             futures.append(await producer.send(TOPIC_DEAD_LETTERS, key=key,
                                                value=_encode(d.to_dict())))
         return futures
 
-    async def _deliver(self, producer: AIOKafkaProducer, msg: InboundMessage) -> None:
+    async def _deliver(self, producer: AIOKafkaProducer, msg: InboundMessage,
+                       readings: list[ReadingRecord], dead: list[DeadLetter]) -> None:
         """Produce everything from ``msg`` until Kafka acknowledged all of it."""
         delay = 0.2
         while True:
             try:
-                futures = await self._produce(producer, msg, count=False)
+                futures = await self._produce(producer, msg.topic, readings, dead)
                 await asyncio.gather(*futures)
                 return
             except KafkaError as exc:
@@ -116,27 +140,37 @@ class Bridge:
         )
         await producer.start()
         source = MqttSource(self.settings.mqtt_host, self.settings.mqtt_port, self.client_id,
-                            MQTT_SUBSCRIPTION, queue, loop)
+                            self.settings.mqtt_subscriptions or DEFAULT_MQTT_SUBSCRIPTIONS,
+                            queue, loop)
         source.start()
         # Records are handed to the producer in arrival order (so one meter's readings keep
         # their order); the waits for Kafka's acks overlap; PUBACKs follow arrival order.
-        pending: asyncio.Queue[tuple[InboundMessage, list[Awaitable[Any]]]] = asyncio.Queue(
-            maxsize=2000)
+        Records = tuple[list[ReadingRecord], list[DeadLetter]]
+        pending: asyncio.Queue[tuple[InboundMessage, Records, list[Awaitable[Any]]]] = (
+            asyncio.Queue(maxsize=2000))
 
         async def read() -> None:
             while True:
                 msg = await queue.get()
-                await pending.put((msg, await self._produce(producer, msg)))
+                records = self._decode(msg)
+                try:
+                    futures = await self._produce(producer, msg.topic, *records)
+                except KafkaError as exc:
+                    log.warning("Kafka refused a record (%s); producing again", exc)
+                    self.stats.kafka_retries += 1
+                    await self._deliver(producer, msg, *records)
+                    futures = []
+                await pending.put((msg, records, futures))
 
         async def acknowledge() -> None:
             while True:
-                msg, futures = await pending.get()
+                msg, records, futures = await pending.get()
                 try:
                     await asyncio.gather(*futures)
                 except KafkaError as exc:
                     log.warning("Kafka did not acknowledge a message (%s); producing again", exc)
                     self.stats.kafka_retries += 1
-                    await self._deliver(producer, msg)
+                    await self._deliver(producer, msg, *records)
                 source.ack(msg)
                 self.stats.acked += 1
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
@@ -42,13 +43,18 @@ class MqttError(RuntimeError):
 
 
 class MqttSource:
-    """Subscribe with QoS 1 on a persistent session and feed an asyncio queue."""
+    """Subscribe to one or more topic filters with QoS 1 on a persistent session and feed an
+    asyncio queue (one SUBSCRIBE packet for all filters; ready when the broker granted all)."""
 
     def __init__(
-        self, host: str, port: int, client_id: str, subscription: str,
+        self, host: str, port: int, client_id: str, subscriptions: str | Sequence[str],
         queue: asyncio.Queue[InboundMessage], loop: asyncio.AbstractEventLoop,
     ) -> None:
-        self._host, self._port, self._sub = host, port, subscription
+        subs = [subscriptions] if isinstance(subscriptions, str) else list(subscriptions)
+        if not subs:
+            raise ValueError("at least one MQTT topic filter is needed")
+        self._host, self._port, self._subs = host, port, subs
+        self._sub = ", ".join(subs)
         self._queue, self._loop = queue, loop
         self.connected = asyncio.Event()
         self._client = mqtt.Client(
@@ -68,7 +74,7 @@ class MqttSource:
         if rc.is_failure:
             log.error("MQTT connect refused: %s", rc)
             return
-        result, _mid = client.subscribe(self._sub, qos=1)
+        result, _mid = client.subscribe([(t, 1) for t in self._subs])
         if result != mqtt.MQTT_ERR_SUCCESS:
             log.error("MQTT subscribe to %s failed: rc=%s", self._sub, result)
             return

@@ -52,6 +52,9 @@ class Settings:
     kafka_session_timeout_s: float
     max_gap_s: float
     factors_path: Path | None
+    # MQTT topic filters the ingest bridge subscribes to (NZC_MQTT_SUBSCRIPTIONS, comma-separated;
+    # default DEFAULT_MQTT_SUBSCRIPTIONS: our format and every supported gateway format)
+    mqtt_subscriptions: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -88,6 +91,12 @@ class Settings:
             kafka_session_timeout_s=float(_env_int("NZC_KAFKA_SESSION_TIMEOUT_S", 30)),
             max_gap_s=float(_env_int("NZC_MAX_GAP_S", 1800)),
             factors_path=Path(p) if (p := _env("NZC_FACTORS", "")) else None,
+            mqtt_subscriptions=tuple(
+                t.strip()
+                for t in _env("NZC_MQTT_SUBSCRIPTIONS", ",".join(DEFAULT_MQTT_SUBSCRIPTIONS))
+                .split(",")
+                if t.strip()
+            ),
         )
 
 
@@ -101,6 +110,18 @@ ALL_TOPICS = (TOPIC_READINGS, TOPIC_DEAD_LETTERS, TOPIC_ENERGY, TOPIC_EMISSIONS)
 # MQTT topic scheme of our own JSON format: nzc/v1/<site>/<gateway>/readings
 MQTT_TOPIC_PREFIX = "nzc/v1"
 MQTT_SUBSCRIPTION = "nzc/v1/+/+/readings"
+# Every format ingest decodes (ingest/decoders): ours, Tasmota, Shelly Gen1 and Gen2+,
+# Zigbee2MQTT (friendly names may contain '/'), EMQ Neuron (default upload topics
+# /neuron/<app>/upload before 2.4, /neuron/<app>/<driver>/<group> since), Sparkplug B.
+DEFAULT_MQTT_SUBSCRIPTIONS = (
+    MQTT_SUBSCRIPTION,
+    "tele/+/SENSOR",
+    "shellies/+/emeter/+/+",
+    "+/events/rpc",
+    "zigbee2mqtt/#",
+    "/neuron/#",
+    "spBv1.0/#",
+)
 
 
 def mqtt_topic(site_id: str, gateway_id: str) -> str:
