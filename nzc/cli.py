@@ -34,12 +34,12 @@ def cmd_migrate(settings: Settings) -> int:
     """Apply migrations and upsert the registry into the database."""
     from db.migrate import apply_migrations
     from db.sink import sync_registry
-    from nzc.registry import load_registry
+    from nzc.registry import load_registry, registry_text
 
     applied = apply_migrations(settings.database_admin_url)
     path = settings.registry_path
     sync_registry(settings.database_admin_url, load_registry(path), str(path),
-                  path.read_text(encoding="utf-8"))
+                  registry_text(path))
     print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
     return 0
 
@@ -47,15 +47,15 @@ def cmd_migrate(settings: Settings) -> int:
 def cmd_registry(settings: Settings, action: str) -> int:
     """``load``: store the registry file (a new version only when it changed);
     ``diff``: what the file changes against the newest stored version."""
-    from carbon.registry import diff_registries, parse_registry
+    from carbon.registry import diff_registries
     from db.sink import latest_registry_text, sync_registry
-    from nzc.registry import load_registry, load_registry_document
+    from nzc.registry import load_registry, parse_registry_text, registry_text
 
     path = settings.registry_path
     new = load_registry(path)
     if action == "load":
         version = sync_registry(settings.database_admin_url, new, str(path),
-                                path.read_text(encoding="utf-8"))
+                                registry_text(path))
         print(f"registry {path}: " + (f"stored as version {version}" if version
                                        else "unchanged (already stored)"))
         return 0
@@ -63,7 +63,7 @@ def cmd_registry(settings: Settings, action: str) -> int:
     if old_text is None:
         print(f"registry {path} has never been stored; everything is new")
         return 0
-    old = parse_registry(load_registry_document(old_text), source=f"{path} (stored)")
+    old = parse_registry_text(old_text, source=f"{path} (stored)")
     changes = diff_registries(old, new)
     print("\n".join(changes) if changes else "no differences")
     return 0

@@ -21,7 +21,7 @@ from typing import Any
 import faust
 
 from db.sink import Sink
-from nzc.registry import load_registry
+from nzc.registry import load_registry, registry_text
 from nzc.settings import (
     TOPIC_DEAD_LETTERS,
     TOPIC_EMISSIONS,
@@ -163,7 +163,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
 
     registry = load_registry(settings.registry_path)
     sync_registry(settings.database_url, registry, str(settings.registry_path),
-                  settings.registry_path.read_text(encoding="utf-8"))
+                  registry_text(settings.registry_path))
     ctx = logic.StreamContext(
         registry=registry,
         factors=load_factor_library(settings.factors_path),

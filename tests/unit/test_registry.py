@@ -131,3 +131,21 @@ def test_user_supplied_factors_file_overrides_without_code(tmp_path: Path) -> No
     f = lib.grid_factor("sichuan", 2026)
     assert (f.version, f.value, f.data_year) == ("sc-2026-update", 0.1234, 2024)
     assert load_factor_library(None).grid_factor("sichuan", 2026).value == 0.1564
+
+
+def test_a_directory_is_every_file_merged_and_round_trips(tmp_path: Path) -> None:
+    from nzc.registry import parse_registry_text, registry_text
+
+    (tmp_path / "a.yaml").write_text(GOOD)
+    (tmp_path / "b.yaml").write_text(GOOD.replace("cd-campus", "cd-campus-2")
+                                     .replace("id: main,", "id: main-b,")
+                                     .replace("id: pv,", "id: pv-b,")
+                                     .replace("GEC-2026-000123", "GEC-B").replace("GP-2026-Q1", "GP-B")
+                                     .replace("CCER-001", "CCER-B"))
+    reg = load_registry(tmp_path)
+    assert set(reg.sites) == {"cd-campus", "cd-campus-2"} and len(reg.meters) == 4
+    again = parse_registry_text(registry_text(tmp_path), "stored")
+    assert again.meters == reg.meters and set(again.sites) == set(reg.sites)
+    (tmp_path / "c.yaml").write_text(GOOD.replace("cd-campus", "cd-campus-3"))
+    with pytest.raises(RegistryError, match="declared in two files"):
+        load_registry(tmp_path)
