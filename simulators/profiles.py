@@ -1,4 +1,4 @@
-"""Load profiles of a simulated pilot park and the meter registers they produce.
+"""Load profiles of the pilot types and the meter registers they produce.
 
 Pure and deterministic: every rate is a function of ``(seed, meter, UTC instant)`` only, computed
 from a counter-based hash (splitmix64), so the same seed gives the same readings whatever order
@@ -9,42 +9,65 @@ Model
 Time is cut into *slots* of ``slot_s`` seconds aligned to the Unix epoch (default 60 s). Within a
 slot every meter's rate is constant, evaluated at the slot's midpoint; a register is the exact
 integral of that piecewise-constant rate (sum of ``rate x overlap``), so a test can recompute any
-register difference from :meth:`ParkSimulation.rates_at`.
+register difference from :meth:`SiteSimulation.rates_at`.
 
-Rates are computed in the carrier's canonical unit per hour (kW for electricity, m3/h for gas;
-``carbon.units``) and converted to the meter's own unit (``Wh`` meters report 1000x the kW
-value) only at the edge. Shapes use the site's local time (``Site.timezone``, Asia/Shanghai for
-the sample park): day of week, hour of day, day of year.
+Rates are computed in the carrier's canonical unit per hour (kW for electricity, m3/h for gas,
+GJ/h for heat; ``carbon.units``) and converted to the meter's own unit (``Wh`` meters report
+1000x the kW value) only at the edge. Shapes use the site's local time (``Site.timezone``,
+Asia/Shanghai by default): day of week, hour of day, day of year, Chinese public holidays
+(:func:`is_public_holiday`) and campus vacations (:func:`is_campus_vacation`).
 
-Meter roles, inferred from the registry tree and the carrier (:func:`classify_meter`, override
-with ``kinds=``):
+Profiles by pilot type
+======================
+The site's ``type`` and each meter's ``group`` select a :class:`Schedule`
+(:func:`schedule_for`: exact :data:`GROUP_SCHEDULES`, keywords :data:`GROUP_KEYWORDS`, then the
+site type's default :data:`SITE_TYPE_SCHEDULES`); the carrier and keywords in the meter id
+select a :class:`LoadKind` (:func:`classify_meter`):
 
-* **leaf loads** (no children): a shape times the meter's ``max_rate_per_h``. The shape depends
-  on the kind (production line, HVAC, cold store, EV charging, process gas, gas boiler, kitchen
-  gas, water, IT load) and on the *schedule* of the meter's group (:data:`GROUP_SCHEDULES`):
-  ``enterprise-a`` two shifts 08-24 Mon-Sat, ``enterprise-b`` day shift 07-19 (lighter on
-  Saturday), ``service-centre`` office hours; Sundays and nights fall to a small base load.
-  Each meter gets a seeded peak factor (0.85-1.0), a seeded day factor (0.93-1.05 per local day)
-  and bounded slot and 15-minute noise.
+* **industrial park / enterprise**: shift patterns (``three_shift`` continuous process,
+  ``two_shift``, ``day_shift``, ``office``), production lines, HVAC, cold stores, gas boilers
+  (warm-up before the shift) and process gas, recovered waste heat following the process,
+  rooftop PV, a data centre whose IT meters run flat and whose facility meter
+  (``facility``/``cooling``) is 12-24 % of its IT siblings (more in summer);
+* **campus**: teaching buildings (classes and evening study, quiet at weekends and in
+  vacations), dormitories (night base load, evening peak), canteen with meal peaks and gas,
+  street lighting from dusk to dawn;
+* **community**: residential daily curve (morning and evening peaks), public-area lighting,
+  EV chargers at home (evening arrival, valley-tariff charging 23:00-07:00), household gas;
+* **scenic area**: loads driven by the visitors present (:meth:`SiteSimulation.daily_visitors`,
+  more at weekends, twice as many on public holidays, spring/autumn and summer peaks), hotel,
+  landscape lighting, shuttle charging;
+* **commercial**: a mall open 10:00-22:00 every day, busiest at weekends, chillers, tenants,
+  food court with gas;
+* **public institution**: office hours on working days, closed on holidays, staff canteen,
+  a server room that never stops.
+
+Meter roles, inferred from the registry tree and the carrier:
+
+* **leaf loads** (no children): a shape times the meter's ``max_rate_per_h``, per kind and
+  schedule. Each meter gets a seeded peak factor (0.85-1.0), a seeded day factor (0.93-1.05
+  per local day) and bounded slot and 15-minute noise.
 * **parents** (meters with consumption children of the same canonical unit): ``rate = (sum of
   children + unmetered own load) x (1 + losses)``, losses 5-15 % (seeded, slowly varying), own load
   from :data:`UNMETERED_PEAK_FRACTION` (offices of the service centre, process lines of enterprise
-  B that have no sub-meter, park lighting). Hence ``parent >= sum(children)`` always.
-* **PV** (``onsite_renewable`` without parent): Haurwitz clear-sky irradiance (pvlib
-  ``clearsky.haurwitz``) on the horizontal, solar position from Cooper's declination and the
-  PVEducation equation-of-time approximation, times a seeded cloudiness per local day and a
-  smooth 20-minute cloud noise; exactly zero while the sun is below the horizon.
+  B that have no sub-meter, park lighting). Hence ``parent >= sum(children)`` always: the
+  difference is the unmetered remainder.
+* **data-centre facility** meters (kind ``dc_facility`` with ``it_load`` siblings): overhead x
+  the IT siblings' load.
+* **PV** (``onsite_renewable``): Haurwitz clear-sky irradiance (pvlib ``clearsky.haurwitz``) on
+  the horizontal, solar position from Cooper's declination and the PVEducation equation-of-time
+  approximation, times a seeded cloudiness per local day and a smooth 20-minute cloud noise;
+  exactly zero while the sun is below the horizon. PV behind a sub-meter (with a parent) is
+  simulated but netted nowhere.
 * **site connection** (the site's top-level ``grid_import`` meter when the site has top-level
   PV): consumption ``L`` is computed as for a parent, the meter shows ``max(L - PV, 0)`` and the
   top-level ``grid_export`` meters share ``max(PV - L, 0)`` in proportion to their
   ``max_rate_per_h`` (a site without export meter curtails the surplus). The balance
   ``import + PV - export = L >= sum(children)`` holds exactly.
-  PV and export meters that have a parent are not netted (they are simulated but excluded from
-  the parent's sum).
 
 Every rate stays at or below 95 % of the meter's ``max_rate_per_h``: bounds of each shape are
 known in closed form and whole subtrees are scaled down at construction where the children's
-bounds would overflow a parent.
+bounds would overflow a parent. Registers roll over to 0 at ``register_max``.
 """
 
 from __future__ import annotations
@@ -53,24 +76,38 @@ import math
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from carbon.registry import Meter, Registry, Site
 from carbon.units import CANONICAL_UNIT, Carrier
 
 __all__ = [
+    "CAMPUS_VACATIONS",
     "CITY_COORDINATES",
+    "FIXED_HOLIDAYS",
+    "GROUP_KEYWORDS",
     "GROUP_SCHEDULES",
+    "MAX_RATE_FRACTION",
     "SCHEDULES",
+    "SITE_TYPE_SCHEDULES",
+    "SPRING_FESTIVAL",
     "UNMETERED_PEAK_FRACTION",
+    "VISITOR_BASE_PER_DAY",
     "LoadKind",
     "ParkSimulation",
     "Schedule",
+    "SiteSimulation",
+    "arrivals_fraction",
     "classify_meter",
     "haurwitz_ghi_w_m2",
+    "is_campus_vacation",
+    "is_public_holiday",
     "register_resolution",
+    "schedule_for",
+    "seeded_uniform",
     "solar_cos_zenith",
 ]
 
@@ -104,6 +141,12 @@ def _u01(key: int, n: int) -> float:
     return _splitmix64(key ^ _splitmix64(n & _M64)) / 18446744073709551616.0
 
 
+def seeded_uniform(seed: int, n: int, *labels: str) -> float:
+    """Uniform number in [0, 1) for ``seed``, the stream named by ``labels`` and position ``n``:
+    the same arguments give the same number in any order of calls (used by the fault plan)."""
+    return _u01(_key(seed, *labels), n)
+
+
 def _smooth(key: int, t_s: float, knot_s: float) -> float:
     """Smooth value noise in [0, 1]: hash values at knots every ``knot_s`` seconds, joined by
     a smoothstep."""
@@ -113,6 +156,55 @@ def _smooth(key: int, t_s: float, knot_s: float) -> float:
     w = f * f * (3.0 - 2.0 * f)
     a = _u01(key, k)
     return a + (_u01(key, k + 1) - a) * w
+
+
+# --------------------------------------------------------------------------- calendar
+
+#: Chinese New Year's day (first day of the first lunar month) by year; the Spring Festival
+#: holiday is taken as the eve and the six days after it (State Council General Office notices
+#: publish the exact days and make-up working days each year: check).
+SPRING_FESTIVAL: dict[int, date] = {
+    2023: date(2023, 1, 22),
+    2024: date(2024, 2, 10),
+    2025: date(2025, 1, 29),
+    2026: date(2026, 2, 17),
+    2027: date(2027, 2, 6),
+    2028: date(2028, 1, 26),
+    2029: date(2029, 2, 13),
+    2030: date(2030, 2, 3),
+}
+
+#: Fixed-date public holidays ``(month, first day, last day)``: New Year's Day, Qingming
+#: (approximate: 4-6 April), Labour Day (1-5 May), National Day (1-7 October). Dragon Boat and
+#: Mid-Autumn (lunar dates) and make-up working days are left out.
+FIXED_HOLIDAYS: tuple[tuple[int, int, int], ...] = ((1, 1, 1), (4, 4, 6), (5, 1, 5), (10, 1, 7))
+
+#: Campus vacations ``((month, day) first, (month, day) last)``, typical of Chinese
+#: universities (check: each university publishes its own calendar).
+CAMPUS_VACATIONS: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
+    ((1, 15), (2, 25)),  # winter vacation
+    ((7, 10), (8, 31)),  # summer vacation
+)
+
+
+@lru_cache(maxsize=4096)
+def is_public_holiday(d: date) -> bool:
+    """True on a Chinese public holiday (local date ``d``), after :data:`FIXED_HOLIDAYS` and
+    :data:`SPRING_FESTIVAL` (years outside the table have no Spring Festival holiday)."""
+    for month, first, last in FIXED_HOLIDAYS:
+        if d.month == month and first <= d.day <= last:
+            return True
+    sf = SPRING_FESTIVAL.get(d.year) or SPRING_FESTIVAL.get(d.year + 1)
+    if sf is None:
+        return False
+    return -1 <= (d - sf).days <= 6
+
+
+@lru_cache(maxsize=4096)
+def is_campus_vacation(d: date) -> bool:
+    """True inside a campus vacation (:data:`CAMPUS_VACATIONS`, local date ``d``)."""
+    md = (d.month, d.day)
+    return any(first <= md <= last for first, last in CAMPUS_VACATIONS)
 
 
 # --------------------------------------------------------------------------- schedules and shapes
@@ -126,6 +218,12 @@ class Schedule:
     ``day_levels`` is the activity level Monday..Sunday [0-1]; ``ramp_h`` [h] is the length of
     the ramps inside the window; ``dips`` are ``(centre_h, half_width_h, depth)`` triangles
     (breaks, shift changes) that lower the activity by ``depth`` at their centre.
+
+    ``hourly`` (24 values [0-1], the level at each full hour, linearly interpolated) replaces
+    the window and ramps for curves with several peaks (homes, dormitories, canteens);
+    ``start_h`` then only marks the start of the main activity (boiler warm-up).
+    ``holiday_level`` is the day level on public holidays (``None``: the Sunday level);
+    ``vacation_level`` multiplies the day level during campus vacations (``None``: no effect).
     """
 
     name: str
@@ -134,15 +232,46 @@ class Schedule:
     day_levels: tuple[float, float, float, float, float, float, float]
     ramp_h: float = 0.5
     dips: tuple[tuple[float, float, float], ...] = ()
+    hourly: tuple[float, ...] | None = None
+    holiday_level: float | None = None
+    vacation_level: float | None = None
 
-    def activity(self, hour: float, weekday: int) -> float:
-        """Activity level [0-1] at local ``hour`` [h, 0-24) on ``weekday`` (0 = Monday)."""
+    def __post_init__(self) -> None:
+        if self.hourly is not None and len(self.hourly) != 24:
+            raise ValueError(
+                f"schedule {self.name}: hourly needs 24 values, got {len(self.hourly)}"
+            )
+        levels = [*self.day_levels, *(self.hourly or ()), self.holiday_level or 0.0,
+                  self.vacation_level or 0.0]
+        if any(not 0.0 <= v <= 1.0 for v in levels):
+            raise ValueError(f"schedule {self.name}: levels must lie in [0, 1]")
+
+    def level(self, weekday: int, holiday: bool = False, vacation: bool = False) -> float:
+        """Day level [0-1] on ``weekday`` (0 = Monday), on a public holiday, in a vacation."""
         level = self.day_levels[weekday]
-        if level <= 0.0 or hour < self.start_h or hour >= self.end_h:
+        if holiday:
+            level = self.day_levels[6] if self.holiday_level is None else self.holiday_level
+        if vacation and self.vacation_level is not None:
+            level *= self.vacation_level
+        return level
+
+    def activity(
+        self, hour: float, weekday: int, holiday: bool = False, vacation: bool = False
+    ) -> float:
+        """Activity level [0-1] at local ``hour`` [h, 0-24) on ``weekday`` (0 = Monday)."""
+        level = self.level(weekday, holiday, vacation)
+        if level <= 0.0:
             return 0.0
-        up = min(1.0, (hour - self.start_h) / self.ramp_h)
-        down = min(1.0, (self.end_h - hour) / self.ramp_h)
-        a = level * min(up, down)
+        if self.hourly is not None:
+            h0 = int(hour) % 24
+            f = hour - math.floor(hour)
+            a = level * (self.hourly[h0] + (self.hourly[(h0 + 1) % 24] - self.hourly[h0]) * f)
+        else:
+            if hour < self.start_h or hour >= self.end_h:
+                return 0.0
+            up = min(1.0, (hour - self.start_h) / self.ramp_h)
+            down = min(1.0, (self.end_h - hour) / self.ramp_h)
+            a = level * min(up, down)
         for centre, half, depth in self.dips:
             d = abs(hour - centre)
             if d < half:
@@ -164,14 +293,118 @@ SCHEDULES: dict[str, Schedule] = {
     "office": Schedule(
         "office", 8.5, 18.0, (1.0, 1.0, 1.0, 1.0, 1.0, 0.35, 0.2), dips=((12.25, 0.75, 0.2),),
     ),
+    # Continuous process (chemicals, metals): three shifts round the clock, every day.
+    "three_shift": Schedule(
+        "three_shift", 0.0, 24.0, (1.0, 1.0, 1.0, 1.0, 1.0, 0.95, 0.9),
+        dips=((8.0, 0.25, 0.15), (16.0, 0.25, 0.15)), hourly=(0.92,) * 24, holiday_level=0.85,
+    ),
+    # Data centre: flat, every hour of the year; IT load follows a mild business-day bump.
+    "continuous": Schedule(
+        "continuous", 0.0, 24.0, (1.0,) * 7,
+        hourly=(0.6, 0.55, 0.5, 0.5, 0.5, 0.55, 0.65, 0.75, 0.9, 1.0, 1.0, 1.0,
+                1.0, 1.0, 1.0, 1.0, 1.0, 0.95, 0.9, 0.9, 0.85, 0.8, 0.7, 0.65),
+        holiday_level=1.0,
+    ),
+    # Public institution office (government, hospital administration): 08:30-17:30 weekdays.
+    "gov_office": Schedule(
+        "gov_office", 8.5, 17.5, (1.0, 1.0, 1.0, 1.0, 1.0, 0.12, 0.08),
+        dips=((12.5, 0.8, 0.3),), holiday_level=0.05,
+    ),
+    # Teaching building: classes 08:00-21:30 (evening self-study), quiet at weekends, nearly
+    # closed in vacations.
+    "teaching": Schedule(
+        "teaching", 8.0, 21.5, (1.0, 1.0, 1.0, 1.0, 0.9, 0.3, 0.25),
+        dips=((12.0, 0.9, 0.35), (18.0, 0.6, 0.3)), holiday_level=0.1, vacation_level=0.12,
+    ),
+    # Dormitory: night base, morning rush, evening peak until lights-out at 23:30.
+    "dormitory": Schedule(
+        "dormitory", 6.5, 23.5, (1.0, 1.0, 1.0, 1.0, 1.0, 0.95, 0.95),
+        hourly=(0.3, 0.25, 0.22, 0.2, 0.2, 0.2, 0.35, 0.6, 0.45, 0.3, 0.3, 0.35,
+                0.5, 0.45, 0.35, 0.35, 0.4, 0.6, 0.8, 0.9, 1.0, 1.0, 0.95, 0.55),
+        holiday_level=0.45, vacation_level=0.15,
+    ),
+    # Canteen: breakfast, lunch and dinner service.
+    "canteen": Schedule(
+        "canteen", 6.0, 19.5, (1.0, 1.0, 1.0, 1.0, 1.0, 0.6, 0.6),
+        hourly=(0.05, 0.05, 0.05, 0.05, 0.05, 0.1, 0.6, 0.8, 0.4, 0.3, 0.6, 1.0,
+                0.9, 0.4, 0.25, 0.3, 0.6, 0.95, 0.8, 0.3, 0.15, 0.1, 0.05, 0.05),
+        holiday_level=0.35, vacation_level=0.25,
+    ),
+    # Homes: night base, morning peak, evening peak 19-22; a bit higher at weekends.
+    "residential": Schedule(
+        "residential", 6.5, 23.0, (0.95, 0.95, 0.95, 0.95, 0.97, 1.0, 1.0),
+        hourly=(0.35, 0.3, 0.28, 0.27, 0.27, 0.3, 0.45, 0.65, 0.55, 0.45, 0.45, 0.55,
+                0.6, 0.5, 0.45, 0.45, 0.5, 0.7, 0.9, 1.0, 1.0, 0.95, 0.8, 0.55),
+        holiday_level=1.0,
+    ),
+    # Shopping mall / commercial complex: 10:00-22:00 every day, busiest at weekends.
+    "retail": Schedule(
+        "retail", 9.5, 22.5, (0.8, 0.8, 0.8, 0.82, 0.88, 1.0, 1.0), ramp_h=1.0,
+        holiday_level=1.0,
+    ),
+    # Scenic area facilities (visitor centre, shops): opening hours 08:00-18:30.
+    "scenic": Schedule(
+        "scenic", 7.5, 18.5, (0.8, 0.8, 0.8, 0.8, 0.85, 1.0, 1.0), ramp_h=0.75,
+        holiday_level=1.0,
+    ),
+    # Hotel: guests in the morning and the evening, every day.
+    "hotel": Schedule(
+        "hotel", 6.0, 24.0, (0.75, 0.75, 0.75, 0.8, 0.95, 1.0, 0.9),
+        hourly=(0.35, 0.3, 0.3, 0.3, 0.3, 0.35, 0.6, 0.85, 0.7, 0.5, 0.45, 0.45,
+                0.5, 0.45, 0.45, 0.5, 0.55, 0.7, 0.9, 1.0, 1.0, 0.95, 0.75, 0.5),
+        holiday_level=1.0,
+    ),
 }
 
-#: Group name -> schedule name; groups not listed use ``office``.
+#: Group name -> schedule name (exact match); other groups by :data:`GROUP_KEYWORDS`, then by
+#: the site type's default (:data:`SITE_TYPE_SCHEDULES`), then ``office``.
 GROUP_SCHEDULES: dict[str, str] = {
     "enterprise-a": "two_shift",
     "enterprise-b": "day_shift",
     "service-centre": "office",
 }
+
+#: ``(keywords, schedule)``: the first rule with a keyword contained in the group name wins.
+GROUP_KEYWORDS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("three-shift", "continuous-process", "chem", "steel", "metal", "glass"), "three_shift"),
+    (("two-shift", "electronics", "assembly"), "two_shift"),
+    (("canteen", "restaurant", "kitchen", "food-court"), "canteen"),
+    (("day-shift", "food-processing", "textile", "workshop"), "day_shift"),
+    (("data-centre", "datacentre", "data-center", "idc"), "continuous"),
+    (("dorm",), "dormitory"),
+    (("teach", "library", "lab", "classroom"), "teaching"),
+    (("resid", "household", "apartment", "home"), "residential"),
+    (("mall", "retail", "shop", "commercial"), "retail"),
+    (("hotel", "inn", "lodge"), "hotel"),
+    (("scenic", "visitor", "ropeway", "museum"), "scenic"),
+    (("gov", "admin", "institution", "hospital-admin"), "gov_office"),
+    (("office", "service"), "office"),
+)
+
+#: Schedule of meters without group (site level) and of unmatched groups, by site type.
+SITE_TYPE_SCHEDULES: dict[str, str] = {
+    "park": "office",
+    "enterprise": "day_shift",
+    "campus": "teaching",
+    "community": "residential",
+    "scenic_area": "scenic",
+    "commercial": "retail",
+    "public_institution": "gov_office",
+    "building": "office",
+}
+
+
+def schedule_for(group: str | None, site_type: str | None = None) -> Schedule:
+    """The :class:`Schedule` of a meter group: exact :data:`GROUP_SCHEDULES` entry, else the
+    first matching :data:`GROUP_KEYWORDS` rule, else the site type's default."""
+    if group is not None and group in GROUP_SCHEDULES:
+        return SCHEDULES[GROUP_SCHEDULES[group]]
+    g = (group or "").lower()
+    if g:
+        for keywords, name in GROUP_KEYWORDS:
+            if any(k in g for k in keywords):
+                return SCHEDULES[name]
+    return SCHEDULES[SITE_TYPE_SCHEDULES.get(site_type or "", "office")]
 
 #: Peak of a parent meter's unmetered own load, as a fraction of its ``max_rate_per_h``, by group
 #: (loads behind the parent that no sub-meter sees). ``None`` = site level (park common areas).
@@ -191,11 +424,19 @@ class LoadKind(StrEnum):
     HVAC = "hvac"
     COLD_STORE = "cold_store"
     EV = "ev"
+    EV_HOME = "ev_home"
     GAS_PROCESS = "gas_process"
     GAS_BOILER = "gas_boiler"
     GAS_KITCHEN = "gas_kitchen"
+    GAS_HOME = "gas_home"
     WATER = "water"
     IT_LOAD = "it_load"
+    DC_FACILITY = "dc_facility"
+    BUILDING = "building"
+    LIGHTING = "lighting"
+    VISITOR = "visitor"
+    WASTE_HEAT = "waste_heat"
+    HEAT = "heat"
     GENERIC = "generic"
     PV = "pv"
     EXPORT = "export"
@@ -216,45 +457,89 @@ _KIND_PARAMS: dict[LoadKind, _KindParams] = {
     LoadKind.HVAC: _KindParams(0.50, 0.05, 0.08),
     LoadKind.COLD_STORE: _KindParams(0.55, 0.10, 0.05),
     LoadKind.EV: _KindParams(0.66, 0.20, 0.08),
+    LoadKind.EV_HOME: _KindParams(0.58, 0.20, 0.08),
     LoadKind.GAS_PROCESS: _KindParams(0.35, 0.06, 0.05),
     LoadKind.GAS_BOILER: _KindParams(0.51, 0.06, 0.05),
     LoadKind.GAS_KITCHEN: _KindParams(0.62, 0.12, 0.05),
+    LoadKind.GAS_HOME: _KindParams(0.55, 0.10, 0.05),
     LoadKind.WATER: _KindParams(0.42, 0.10, 0.05),
     LoadKind.IT_LOAD: _KindParams(0.50, 0.02, 0.02),
+    LoadKind.DC_FACILITY: _KindParams(0.30, 0.03, 0.03),  # bound: overhead x IT load, below
+    LoadKind.BUILDING: _KindParams(0.50, 0.05, 0.06),
+    LoadKind.LIGHTING: _KindParams(0.63, 0.02, 0.02),
+    LoadKind.VISITOR: _KindParams(0.60, 0.05, 0.05),
+    LoadKind.WASTE_HEAT: _KindParams(0.47, 0.05, 0.05),
+    LoadKind.HEAT: _KindParams(0.48, 0.05, 0.05),
     LoadKind.GENERIC: _KindParams(0.32, 0.05, 0.05),
 }
 _DAY_FACTOR_MIN, _DAY_FACTOR_MAX = 0.93, 1.05
 _LOSS_MIN, _LOSS_SPAN, _LOSS_WANDER = 0.05, 0.06, 0.04  # losses in [0.05, 0.15]
 _PV_DERATE = 0.78  # DC/AC and temperature losses: output at 1000 W/m2 per unit of max rate
+# Data-centre facility load (cooling, UPS losses, lighting) per unit of IT load: 0.12 in winter
+# to 0.22 in summer plus noise, i.e. a PUE of about 1.2-1.4 with the feeder's losses.
+_DC_OVERHEAD_BASE, _DC_OVERHEAD_SUMMER, _DC_OVERHEAD_NOISE = 0.12, 0.10, 0.02
+# Public lighting switches on below this solar elevation (cos of the zenith angle, ~3 deg).
+_LIGHTS_ON_COS_ZENITH = 0.052
+
+_BUILDING_WORDS = (
+    "dorm", "resid", "household", "apartment", "teach", "library", "lab", "office", "mall",
+    "shop", "retail", "hotel", "build", "hall", "hospital", "clinic", "school", "museum",
+    "station", "centre", "center", "block", "tower", "canteen",
+)
+_VISITOR_WORDS = ("ropeway", "cable", "visitor", "shuttle", "toilet", "gate", "boat", "tram")
+_HOME_SITE_TYPES = frozenset({"community", "town"})
 
 
-def classify_meter(meter: Meter) -> LoadKind:
-    """Infer a leaf meter's shape from its carrier and id keywords (``hvac``, ``cold``,
-    ``boiler``, ``canteen``/``kitchen``)."""
+def classify_meter(meter: Meter, site_type: str | None = None) -> LoadKind:
+    """Infer a leaf meter's shape from its carrier, id keywords and its site's type.
+
+    Keywords in the meter id: ``hvac``/``chiller``, ``cold``/``freez``, ``light``/``lamp``,
+    ``facility``/``cooling`` (data-centre facility load), ``boiler``, ``canteen``/``kitchen``/
+    ``restaurant``, visitor-driven loads (``ropeway``, ``cable``, ``visitor``, ``shuttle``,
+    ``toilet``, ...), buildings (``dorm``, ``resid``, ``teach``, ``office``, ``mall``, ...).
+    EV chargers and gas in a ``community`` charge and cook like homes; other electricity
+    follows a production line in a park or enterprise and a building elsewhere.
+    """
     mid = meter.meter_id.lower()
     c = meter.carrier
+    homes = site_type in _HOME_SITE_TYPES or "resid" in mid or "household" in mid
     if c is Carrier.ONSITE_RENEWABLE:
         return LoadKind.PV
     if c is Carrier.GRID_EXPORT:
         return LoadKind.EXPORT
     if c is Carrier.EV_CHARGING:
-        return LoadKind.EV
+        return LoadKind.EV_HOME if homes else LoadKind.EV
     if c is Carrier.IT_LOAD:
         return LoadKind.IT_LOAD
+    if c is Carrier.WASTE_HEAT:
+        return LoadKind.WASTE_HEAT
+    if c is Carrier.HEAT:
+        return LoadKind.HEAT
     if c in (Carrier.NATURAL_GAS, Carrier.LPG):
         if "boiler" in mid:
             return LoadKind.GAS_BOILER
-        if "canteen" in mid or "kitchen" in mid:
+        if "canteen" in mid or "kitchen" in mid or "restaurant" in mid:
             return LoadKind.GAS_KITCHEN
+        if homes:
+            return LoadKind.GAS_HOME
         return LoadKind.GAS_PROCESS
     if c is Carrier.WATER:
         return LoadKind.WATER
     if c is Carrier.GRID_IMPORT:
-        if "hvac" in mid:
+        if "hvac" in mid or "chiller" in mid:
             return LoadKind.HVAC
         if "cold" in mid or "freez" in mid:
             return LoadKind.COLD_STORE
-        return LoadKind.LINE
+        if "light" in mid or "lamp" in mid:
+            return LoadKind.LIGHTING
+        if "facility" in mid or "cooling" in mid:
+            return LoadKind.DC_FACILITY
+        if any(w in mid for w in _VISITOR_WORDS):
+            return LoadKind.VISITOR
+        industrial = site_type in (None, "park", "enterprise") or "line" in mid
+        if industrial and (site_type is None or not any(w in mid for w in _BUILDING_WORDS)):
+            return LoadKind.LINE
+        return LoadKind.BUILDING
     return LoadKind.GENERIC
 
 
@@ -276,47 +561,125 @@ def _winter(doy: int) -> float:
 
 @dataclass(frozen=True)
 class _Local:
-    """Local calendar facts of one slot at one site."""
+    """Local calendar facts of one slot at one site: ``sun`` is the cosine of the solar zenith
+    angle at the slot's midpoint; ``visitors`` the visitors present as a fraction [0-1] of the
+    site's largest possible crowd (scenic areas; 0 elsewhere)."""
 
     hour: float
     weekday: int
     doy: int
     day: int  # proleptic ordinal of the local date
+    holiday: bool = False
+    vacation: bool = False
+    sun: float = 0.0
+    visitors: float = 0.0
 
 
 def _shape(kind: LoadKind, sched: Schedule, lt: _Local) -> float:
     """Shape of a leaf load [fraction of the meter's max rate], before per-meter factors and
     noise. Bounded by ``_KIND_PARAMS[kind].shape_max``."""
     h, wd = lt.hour, lt.weekday
+    act = sched.activity(h, wd, lt.holiday, lt.vacation)
     if kind is LoadKind.LINE:
-        return 0.03 + 0.52 * sched.activity(h, wd)
+        return 0.03 + 0.52 * act
     if kind is LoadKind.HVAC:
         season = 0.55 + 0.45 * max(_summer(lt.doy), 0.7 * _winter(lt.doy))
         afternoon = 0.85 + 0.15 * _bell(h, 15.0, 2.5)
-        return 0.04 + 0.46 * sched.activity(h, wd) * season * afternoon
+        return 0.04 + 0.46 * act * season * afternoon
     if kind is LoadKind.COLD_STORE:
-        return 0.28 + 0.05 * _summer(lt.doy) + 0.22 * sched.activity(h, wd)
+        return 0.28 + 0.05 * _summer(lt.doy) + 0.22 * act
     if kind is LoadKind.EV:
-        workday = wd < 5
+        workday = wd < 5 and not lt.holiday
         morning = 0.13 if (workday and 9.0 <= h < 12.0) else 0.0
         evening = 0.5 * _bell(h, 19.5, 1.8) * (1.0 if workday else 0.6)
         return 0.02 + morning + evening
+    if kind is LoadKind.EV_HOME:
+        # Cars plugged in on arrival in the evening, most charging in the valley tariff
+        # 23:00-07:00 (Sichuan/Guangdong time-of-use), tapering off before 07:00.
+        if h >= 23.0 or h < 5.0:
+            valley = 0.3
+        elif h < 7.0:
+            valley = 0.3 * (7.0 - h) / 2.0
+        else:
+            valley = 0.0
+        return 0.03 + 0.24 * _bell(h, 20.5, 1.5) + valley
     if kind is LoadKind.GAS_PROCESS:
-        return 0.01 + 0.34 * sched.activity(h, wd) * (0.85 + 0.15 * _winter(lt.doy))
+        return 0.01 + 0.34 * act * (0.85 + 0.15 * _winter(lt.doy))
     if kind is LoadKind.GAS_BOILER:
-        level = sched.day_levels[wd]
+        level = sched.level(wd, lt.holiday, lt.vacation)
         warm = 0.5 * level * max(0.0, 1.0 - abs(h - (sched.start_h - 0.5)) / 0.5)
-        run = 0.4 * sched.activity(h, wd) * (0.75 + 0.25 * _winter(lt.doy))
+        run = 0.4 * act * (0.75 + 0.25 * _winter(lt.doy))
         return 0.01 + max(warm, run)
     if kind is LoadKind.GAS_KITCHEN:
-        day_k = (1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.4)[wd]
+        day_k = 0.4 if lt.holiday else (1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.4)[wd]
+        if lt.vacation and sched.vacation_level is not None:
+            day_k *= sched.vacation_level
         meals = 0.2 * _bell(h, 7.5, 0.4) + 0.6 * _bell(h, 11.8, 0.55) + 0.45 * _bell(h, 17.8, 0.5)
         return 0.01 + day_k * min(meals, 0.61)
+    if kind is LoadKind.GAS_HOME:
+        # Home cooking and water heating: breakfast, lunch, a long evening (dinner, showers).
+        meals = 0.18 * _bell(h, 7.3, 0.6) + 0.25 * _bell(h, 11.9, 0.6) + 0.45 * _bell(h, 19.0, 1.1)
+        return 0.02 + min(meals, 0.5) * (0.8 + 0.2 * _winter(lt.doy))
     if kind is LoadKind.WATER:
-        return 0.02 + 0.4 * sched.activity(h, wd)
+        return 0.02 + 0.4 * act
     if kind is LoadKind.IT_LOAD:
-        return 0.45 + 0.05 * sched.activity(h, wd)
-    return 0.02 + 0.3 * sched.activity(h, wd)
+        return 0.45 + 0.05 * act
+    if kind is LoadKind.BUILDING:
+        season = 0.7 + 0.3 * max(_summer(lt.doy), 0.8 * _winter(lt.doy))
+        return 0.06 + 0.44 * act * season
+    if kind is LoadKind.LIGHTING:
+        if lt.sun >= _LIGHTS_ON_COS_ZENITH:
+            return 0.03
+        late = lt.hour >= 23.0 or lt.hour < 5.5  # half the lamps after 23:00
+        return 0.03 + (0.36 if late else 0.6)
+    if kind is LoadKind.VISITOR:
+        return 0.05 + 0.55 * lt.visitors
+    if kind is LoadKind.WASTE_HEAT:
+        return 0.02 + 0.45 * act * (0.85 + 0.15 * _winter(lt.doy))
+    if kind is LoadKind.HEAT:
+        return 0.03 + 0.45 * act * (0.5 + 0.5 * _winter(lt.doy))
+    return 0.02 + 0.3 * act
+
+
+# --------------------------------------------------------------------------- visitors
+
+#: Visitors per day [persons] entering a scenic area on an average weekday in spring or autumn
+#: before the day-of-week, holiday, season and day factors (a default: real sites enter their
+#: counts as monthly denominators).
+VISITOR_BASE_PER_DAY = 4000.0
+_VISITOR_DOW = (0.55, 0.5, 0.5, 0.55, 0.7, 1.0, 0.9)  # Monday..Sunday
+_VISITOR_HOLIDAY = 2.0
+_VISITOR_DAY_NOISE = 0.15  # day factor in [0.85, 1.15]
+_VISITOR_DAY_MAX = _VISITOR_HOLIDAY * (1.0 + 0.15) * (1.0 + _VISITOR_DAY_NOISE)
+# Arrivals: a bell around 10:30 (sigma 1.6 h) cut to the opening hours 07:30-17:00.
+_ARRIVE_MU, _ARRIVE_SIGMA, _OPEN_H, _LAST_ENTRY_H = 10.5, 1.6, 7.5, 17.0
+
+
+def _phi(x: float) -> float:
+    """Standard normal cumulative distribution."""
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+_ARRIVE_NORM = _phi((_LAST_ENTRY_H - _ARRIVE_MU) / _ARRIVE_SIGMA) - _phi(
+    (_OPEN_H - _ARRIVE_MU) / _ARRIVE_SIGMA
+)
+
+
+def arrivals_fraction(h0: float, h1: float) -> float:
+    """Share [0-1] of a day's visitors that enter between local hours ``h0`` and ``h1`` [h]."""
+    lo, hi = max(h0, _OPEN_H), min(h1, _LAST_ENTRY_H)
+    if hi <= lo:
+        return 0.0
+    z = (_phi((hi - _ARRIVE_MU) / _ARRIVE_SIGMA) - _phi((lo - _ARRIVE_MU) / _ARRIVE_SIGMA))
+    return z / _ARRIVE_NORM
+
+
+def _presence(hour: float) -> float:
+    """Visitors present [0-1 of the day's crowd peak] at local ``hour`` [h]: 0 before 07:30
+    and after 18:30."""
+    if hour < _OPEN_H or hour >= 18.5:
+        return 0.0
+    return _bell(hour, 12.8, 2.6)
 
 
 # --------------------------------------------------------------------------- sun
@@ -329,6 +692,10 @@ CITY_COORDINATES: dict[str, tuple[float, float]] = {
     "hechi": (24.69, 108.09),
     "guangzhou": (23.13, 113.26),
     "shenzhen": (22.54, 114.06),
+    "dujiangyan": (30.99, 103.65),
+    "bama": (24.14, 107.26),
+    "foshan": (23.02, 113.12),
+    "dongguan": (23.02, 113.75),
 }
 
 
@@ -389,6 +756,8 @@ class _Role(StrEnum):
     PARENT = "parent"
     CONNECTION = "connection"  # site grid connection, net of PV
     PV = "pv"
+    PV_SUB = "pv_sub"  # PV behind a sub-meter: simulated, not netted anywhere
+    FACILITY = "facility"  # data-centre facility load: overhead x its IT siblings
     EXPORT = "export"
 
 
@@ -415,6 +784,7 @@ class _Model:
     scale: float = 1.0
     depth: int = 0
     noise: _KindParams = field(default_factory=lambda: _KindParams(0.0, 0.0, 0.0))
+    peers: tuple[int, ...] = ()  # FACILITY: the IT-load meters it serves
 
 
 @dataclass
@@ -426,6 +796,8 @@ class _SiteModel:
     k_cloud_day: int
     k_cloud: int
     k_flicker: int
+    k_visitors: int = 0
+    scenic: bool = False
     pv: tuple[int, ...] = ()
     exports: tuple[int, ...] = ()
     connection: int | None = None
@@ -442,14 +814,16 @@ def _from_ms(ms: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
 
 
-class ParkSimulation:
-    """Deterministic rates and cumulative registers of every meter in ``registry``.
+class SiteSimulation:
+    """Deterministic rates and cumulative registers of every meter in ``registry``, for sites
+    of every pilot type (the site's ``type`` selects default schedules and shapes).
 
     ``seed`` selects the noise, initial registers and cloudiness; ``start_utc`` (aware) is the
     instant at which each register holds its initial value; ``slot_s`` [s] is the resolution of
     the rate (rates are constant inside a slot aligned to the Unix epoch).
     ``initial_registers`` overrides the seeded initial register [meter unit] of some meters
-    (for instance to force a rollover); ``kinds`` overrides :func:`classify_meter`.
+    (for instance to force a rollover); ``kinds`` overrides :func:`classify_meter` per meter id;
+    ``schedules`` maps group names to :data:`SCHEDULES` names (overriding :func:`schedule_for`).
 
     Registers are integrated forward from ``start_utc``; asking for an earlier time than the
     last one asked recomputes from the start (same result, bit for bit).
@@ -464,9 +838,16 @@ class ParkSimulation:
         slot_s: int = 60,
         initial_registers: Mapping[str, float] | None = None,
         kinds: Mapping[str, LoadKind] | None = None,
+        schedules: Mapping[str, str] | None = None,
     ) -> None:
         if slot_s <= 0:
             raise ValueError(f"slot_s must be > 0 s, got {slot_s}")
+        for group, name in (schedules or {}).items():
+            if name not in SCHEDULES:
+                raise ValueError(
+                    f"schedule {name!r} for group {group!r}; accepted: {', '.join(SCHEDULES)}"
+                )
+        self._group_schedules = dict(schedules or {})
         self._start_ms = _to_ms(start_utc)  # rejects naive datetimes
         self.registry = registry
         self.seed = seed
@@ -521,6 +902,8 @@ class ParkSimulation:
                 k_cloud_day=_key(self.seed, "cloud-day", site.site_id),
                 k_cloud=_key(self.seed, "cloud", site.site_id),
                 k_flicker=_key(self.seed, "flicker", site.site_id),
+                k_visitors=_key(self.seed, "visitors", site.site_id),
+                scenic=site.site_type == "scenic_area",
             )
         children: dict[str, list[int]] = {mid: [] for mid in self._ids}
         for m in self.meters:
@@ -536,14 +919,29 @@ class ParkSimulation:
                 children[m.parent_id].append(index[m.meter_id])
 
         for i, m in enumerate(self.meters):
-            kind = kinds.get(m.meter_id, classify_meter(m))
+            site_type = reg.sites[m.site_id].site_type if m.site_id in reg.sites else None
+            kind = kinds.get(m.meter_id, classify_meter(m, site_type))
             group = m.group
-            sched = SCHEDULES[GROUP_SCHEDULES.get(group or "", "office")]
+            if group is not None and group in self._group_schedules:
+                sched = SCHEDULES[self._group_schedules[group]]
+            else:
+                sched = schedule_for(group, site_type)
             role = _Role.PARENT if children[m.meter_id] else _Role.LEAF
             if m.parent_id is None and kind is LoadKind.PV:
                 role = _Role.PV
             elif m.parent_id is None and kind is LoadKind.EXPORT:
                 role = _Role.EXPORT
+            elif kind is LoadKind.PV and role is _Role.LEAF:
+                role = _Role.PV_SUB
+            elif kind is LoadKind.DC_FACILITY and role is _Role.LEAF and m.parent_id is not None:
+                peers = tuple(
+                    c for c in children[m.parent_id]
+                    if self.meters[c].carrier is Carrier.IT_LOAD
+                )
+                if peers:
+                    role = _Role.FACILITY
+                else:
+                    kind = LoadKind.HVAC  # a cooling meter without IT siblings: plain HVAC
             self._models.append(
                 _Model(
                     index=i, meter=m, role=role, kind=kind, schedule=sched,
@@ -560,6 +958,10 @@ class ParkSimulation:
                     noise=_KIND_PARAMS.get(kind, _KindParams(0.0, 0.0, 0.0)),
                 )
             )
+            if role is _Role.FACILITY and m.parent_id is not None:
+                self._models[-1].peers = tuple(
+                    c for c in children[m.parent_id] if self.meters[c].carrier is Carrier.IT_LOAD
+                )
 
         # Site connection meters and PV / export lists.
         for sm in self._sites.values():
@@ -600,21 +1002,26 @@ class ParkSimulation:
     def _compute_bounds(self) -> None:
         """Closed-form upper bounds per meter, then scale subtrees so that every rate is at most
         ``MAX_RATE_FRACTION`` of its meter's max rate."""
-        by_depth = sorted(self._models, key=lambda md: -md.depth)
+        by_depth = sorted(self._models, key=lambda md: (-md.depth, md.role is _Role.FACILITY))
         for md in by_depth:
             if md.role in (_Role.PARENT, _Role.CONNECTION) and md.children:
                 kids = sum(self._models[c].bound for c in md.children)
                 md.bound = (kids + self._own_bound(md)) * (1.0 + _LOSS_MIN + _LOSS_SPAN
                                                           + _LOSS_WANDER)
-            elif md.role is _Role.PV:
+            elif md.role in (_Role.PV, _Role.PV_SUB):
                 md.bound = md.max_canonical * _PV_DERATE * _HAURWITZ_MAX / 1000.0
+            elif md.role is _Role.FACILITY:
+                overhead = _DC_OVERHEAD_BASE + _DC_OVERHEAD_SUMMER + _DC_OVERHEAD_NOISE
+                md.bound = overhead * sum(self._models[c].bound for c in md.peers)
             elif md.role is _Role.EXPORT:
                 md.bound = 0.0
             else:
                 md.bound = self._leaf_bound(md)
         for md in sorted(self._models, key=lambda md: md.depth):
             inherited = 1.0
-            if md.meter.parent_id is not None and md.role not in (_Role.PV, _Role.EXPORT):
+            if md.meter.parent_id is not None and md.role not in (
+                _Role.PV, _Role.PV_SUB, _Role.EXPORT
+            ):
                 inherited = self._models[self._index[md.meter.parent_id]].scale
             cap = MAX_RATE_FRACTION * md.max_canonical / md.bound if md.bound > 0 else 1.0
             md.scale = min(inherited, cap, 1.0)
@@ -631,15 +1038,67 @@ class ParkSimulation:
 
     def _evaluation_order(self) -> tuple[_Model, ...]:
         """Leaves and PV first, parents deepest first, connections, then exports."""
-        rank = {_Role.LEAF: 0, _Role.PV: 0, _Role.PARENT: 1, _Role.CONNECTION: 2, _Role.EXPORT: 3}
-        return tuple(sorted(self._models, key=lambda md: (rank[md.role], -md.depth, md.index)))
+        rank = {_Role.LEAF: 0, _Role.PV: 0, _Role.PV_SUB: 0, _Role.PARENT: 1, _Role.FACILITY: 1,
+                _Role.CONNECTION: 2, _Role.EXPORT: 3}
+        return tuple(sorted(
+            self._models,
+            key=lambda md: (rank[md.role], -md.depth, md.role is _Role.FACILITY, md.index),
+        ))
 
     # ----------------------------------------------------------------- rates
 
     def _local(self, sm: _SiteModel, t_s: float) -> _Local:
         lt = datetime.fromtimestamp(t_s, sm.tz)
         hour = lt.hour + lt.minute / 60.0 + (lt.second + lt.microsecond / 1e6) / 3600.0
-        return _Local(hour, lt.weekday(), lt.timetuple().tm_yday, lt.toordinal())
+        d = lt.date()
+        visitors = 0.0
+        if sm.scenic:
+            visitors = self._visitor_day(sm, d) / (VISITOR_BASE_PER_DAY * _VISITOR_DAY_MAX)
+            visitors *= _presence(hour)
+        return _Local(
+            hour, lt.weekday(), lt.timetuple().tm_yday, lt.toordinal(),
+            holiday=is_public_holiday(d), vacation=is_campus_vacation(d),
+            sun=solar_cos_zenith(t_s, sm.lat, sm.lon), visitors=visitors,
+        )
+
+    def _visitor_day(self, sm: _SiteModel, d: date) -> float:
+        """Visitors entering scenic site ``sm`` on local date ``d`` [persons, not rounded]."""
+        dow = _VISITOR_HOLIDAY if is_public_holiday(d) else _VISITOR_DOW[d.weekday()]
+        doy = d.timetuple().tm_yday
+        season = 0.75 + 0.25 * math.cos(_TWO_PI * (doy - 110) / 182.625)
+        if d.month in (7, 8):
+            season += 0.15  # school summer holidays
+        noise = 1.0 + _VISITOR_DAY_NOISE * (2.0 * _u01(sm.k_visitors, d.toordinal()) - 1.0)
+        return VISITOR_BASE_PER_DAY * dow * season * noise
+
+    def _site_model(self, site_id: str) -> _SiteModel:
+        sm = self._sites.get(site_id)
+        if sm is None:
+            raise ValueError(f"unknown site {site_id!r}; known: {', '.join(self._sites)}")
+        return sm
+
+    def daily_visitors(self, site_id: str, day: date) -> int:
+        """Visitors [persons] entering scenic area ``site_id`` on local date ``day``: seeded,
+        higher at weekends, on public holidays (x2), in spring, autumn and the summer school
+        holidays. 0 for sites that are not of type ``scenic_area``."""
+        sm = self._site_model(site_id)
+        return round(self._visitor_day(sm, day)) if sm.scenic else 0
+
+    def visitors_between(self, site_id: str, t0_utc: datetime, t1_utc: datetime) -> float:
+        """Visitors [persons] entering scenic area ``site_id`` between two instants: each
+        day's count spread over the opening hours (:func:`arrivals_fraction`). Over a whole
+        local day the sum is the (unrounded) :meth:`daily_visitors`."""
+        sm = self._site_model(site_id)
+        if not sm.scenic or t1_utc <= t0_utc:
+            return 0.0
+        a, b = t0_utc.astimezone(sm.tz), t1_utc.astimezone(sm.tz)
+        total, d = 0.0, a.date()
+        while d <= b.date():
+            h0 = (a - datetime.combine(d, datetime.min.time(), sm.tz)).total_seconds() / 3600.0
+            h1 = (b - datetime.combine(d, datetime.min.time(), sm.tz)).total_seconds() / 3600.0
+            total += self._visitor_day(sm, d) * arrivals_fraction(max(h0, 0.0), min(h1, 24.0))
+            d += timedelta(days=1)
+        return total
 
     def _slot_rates(self, slot: int) -> tuple[float, ...]:
         """Rates of every meter [canonical unit per hour] in slot number ``slot``."""
@@ -657,6 +1116,17 @@ class ParkSimulation:
             if md.role is _Role.PV:
                 r = self._pv_rate(md, self._sites[sid], lt, t_mid)
                 pv_total[sid] = pv_total.get(sid, 0.0) + r
+            elif md.role is _Role.PV_SUB:
+                r = self._pv_rate(md, self._sites[sid], lt, t_mid)
+            elif md.role is _Role.FACILITY:
+                it = 0.0
+                for c in md.peers:
+                    it += rates[c] / self._models[c].scale
+                overhead = (
+                    _DC_OVERHEAD_BASE + _DC_OVERHEAD_SUMMER * _summer(lt.doy)
+                    + _DC_OVERHEAD_NOISE * _smooth(md.k_smooth, t_mid, 900.0)
+                )
+                r = md.scale * overhead * it
             elif md.role in (_Role.PARENT, _Role.CONNECTION) and md.children:
                 kids = 0.0
                 for c in md.children:
@@ -705,7 +1175,7 @@ class ParkSimulation:
     def _own_rate(self, md: _Model, lt: _Local) -> float:
         """Unmetered own load of a parent [canonical/h]: a schedule-shaped share plus street
         lighting for site-level parents."""
-        a = md.schedule.activity(lt.hour, lt.weekday)
+        a = md.schedule.activity(lt.hour, lt.weekday, lt.holiday, lt.vacation)
         day = _DAY_FACTOR_MIN + (_DAY_FACTOR_MAX - _DAY_FACTOR_MIN) * _u01(md.k_day, lt.day)
         own = md.unmetered * (0.15 + 0.85 * a)
         if md.meter.group is None and (lt.hour < 6.5 or lt.hour >= 19.0):
@@ -803,3 +1273,7 @@ class ParkSimulation:
             t = _from_ms(self._start_ms + k * interval_s * 1000)
             yield t, self.readings_at(t)
             k += 1
+
+
+#: The first name of :class:`SiteSimulation`, kept for the sample park's callers.
+ParkSimulation = SiteSimulation

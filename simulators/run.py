@@ -1,15 +1,26 @@
-"""Run the park simulation and publish its readings over MQTT (``nzc simulate ...``).
+"""Simulate a pilot zone and publish its meters' readings over MQTT (``nzc simulate ...``).
 
-Each *round* (every ``--interval-s`` seconds of simulated time, starting at ``--start``) publishes
-one batch message per gateway, ``{"readings": [{"meter", "ts", "register", "unit"}, ...]}`` on
-``nzc/v1/<site>/<gateway>/readings`` (``ingest.schema``), QoS 1. ``--speed`` is simulated seconds
-per wall second (1 = real time, 0 or ``--fast`` = as fast as the broker acknowledges).
-A bounded run needs ``--duration-s`` (rounds at ``start + k x interval`` up to and including
-``start + duration``) and/or ``--count`` (number of rounds); ``--forever`` runs until SIGINT or
-SIGTERM. The summary goes to standard output.
+Each *round* (every ``--interval-s`` seconds of simulated time, starting at ``--start``)
+every gateway of the registry publishes its meters' registers in its own device format
+(:mod:`simulators.formats`: our JSON batch on ``nzc/v1/<site>/<gateway>/readings`` for meters
+without ``source``; Tasmota, Shelly Gen1/Gen2, Zigbee2MQTT, EMQ Neuron or Sparkplug B for the
+others), QoS 1. The registry is ``--registry PATH`` (default ``NZC_REGISTRY``, the sample
+park) or the sample of a pilot type, ``--profile campus`` (:data:`simulators.scale.PROFILES`);
+``--sites``/``--meters-per-site`` scale it for load tests (``--write-registry`` saves the
+scaled registry for ingest). ``--faults offline=0.01,spike=0.002,...`` injects faults
+(:mod:`simulators.faults`).
+
+``--speed`` is simulated seconds per wall second (1 = real time, 0 or ``--fast`` = as fast as
+the broker acknowledges). A bounded run needs ``--duration-s`` (rounds at ``start + k x
+interval`` up to and including ``start + duration``) and/or ``--count`` (number of rounds);
+``--forever`` runs until SIGINT or SIGTERM. The report (messages, readings, per gateway, per
+format, per fault; :class:`simulators.scenario.RunReport`) goes to standard output and, with
+``--report-json``, to a file; :func:`run_cli` returns it.
 
 Note: ingest rejects readings too far in the future (``NZC_MAX_CLOCK_SKEW_S``): with a speed
 above 1, start in the past (a backfill) so the simulated clock stays behind the wall clock.
+Shelly Gen1 messages carry no time (ingest stamps them on receipt): they are faithful only
+at real-time speed.
 """
 
 from __future__ import annotations
@@ -20,27 +31,34 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
+import yaml
+
 from carbon.registry import Meter, Registry, RegistryError
 from nzc.registry import load_registry
 from nzc.settings import Settings, mqtt_topic
-from simulators.profiles import ParkSimulation
+from simulators.faults import FaultConfig, FaultError, parse_faults
+from simulators.formats import FORMATS, MeterReading, NzcEncoder, format_ts
 from simulators.publisher import MqttPublisher, PublishError
+from simulators.scale import PROFILES, profile_path, registry_document, scale_registry
+from simulators.scenario import TIMELESS_FORMATS, RunReport, Scenario
 
 __all__ = [
     "GatewayBatch",
+    "NullPublisher",
     "Publisher",
     "build_batches",
     "format_ts",
     "gateway_topics",
     "main",
     "parse_start",
+    "run_cli",
 ]
 
 
@@ -57,9 +75,31 @@ PublisherFactory = Callable[[str, int, int], Publisher]
 """``(host, port, max_inflight) -> Publisher``."""
 
 
+class NullPublisher:
+    """A publisher that sends nothing (``--dry-run``): counts messages and bytes."""
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.bytes = 0
+
+    def connect(self, timeout_s: float = 10.0) -> None:
+        """Nothing to connect to."""
+
+    def publish(self, topic: str, payload: bytes, readings: int = 1) -> None:
+        """Count the message."""
+        self.messages += 1
+        self.bytes += len(payload)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Nothing in flight."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
 @dataclass(frozen=True)
 class GatewayBatch:
-    """One message: ``readings`` readings of one gateway, ready to publish."""
+    """One message of our JSON format: ``readings`` readings of one gateway."""
 
     site_id: str
     gateway_id: str
@@ -68,16 +108,9 @@ class GatewayBatch:
     readings: int
 
 
-def format_ts(t: datetime) -> str:
-    """ISO 8601 UTC with a ``Z``; milliseconds only when the time has a fraction of a second."""
-    t = t.astimezone(UTC)
-    if t.microsecond:
-        return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def gateway_topics(registry: Registry) -> dict[tuple[str, str], str]:
-    """``(site_id, gateway_id) -> MQTT topic`` for every gateway, in registry order."""
+    """``(site_id, gateway_id) -> MQTT topic`` of our format for every gateway, in registry
+    order."""
     out: dict[tuple[str, str], str] = {}
     for m in registry.meters.values():
         key = (m.site_id, m.gateway_id)
@@ -89,24 +122,17 @@ def gateway_topics(registry: Registry) -> dict[tuple[str, str], str]:
 def build_batches(
     readings: Sequence[tuple[str, float]], ts: datetime, meters: Mapping[str, Meter]
 ) -> list[GatewayBatch]:
-    """Group one round of ``(meter_id, register)`` readings into one batch per gateway."""
-    ts_text = format_ts(ts)
-    groups: dict[tuple[str, str], list[dict[str, object]]] = {}
+    """Group one round of ``(meter_id, register)`` readings into one batch of our JSON format
+    per gateway (whatever the meters' ``source``)."""
+    groups: dict[tuple[str, str], list[MeterReading]] = {}
     for meter_id, register in readings:
         m = meters[meter_id]
-        groups.setdefault((m.site_id, m.gateway_id), []).append(
-            {"meter": meter_id, "ts": ts_text, "register": register, "unit": m.unit}
-        )
-    return [
-        GatewayBatch(
-            site_id=site_id,
-            gateway_id=gateway_id,
-            topic=mqtt_topic(site_id, gateway_id),
-            payload=json.dumps({"readings": rows}, separators=(",", ":")).encode("utf-8"),
-            readings=len(rows),
-        )
-        for (site_id, gateway_id), rows in groups.items()
-    ]
+        groups.setdefault((m.site_id, m.gateway_id), []).append(MeterReading(m, ts, register))
+    out: list[GatewayBatch] = []
+    for (site_id, gateway_id), rs in groups.items():
+        (msg,) = NzcEncoder(site_id, gateway_id).encode(rs, ts)
+        out.append(GatewayBatch(site_id, gateway_id, msg.topic, msg.payload, msg.readings))
+    return out
 
 
 def parse_start(text: str) -> datetime:
@@ -122,6 +148,17 @@ def parse_start(text: str) -> datetime:
     return t.astimezone(UTC)
 
 
+def _range(text: str) -> tuple[int, int]:
+    """``"A-B"`` or ``"A"`` -> ``(A, B)`` rounds."""
+    lo, _, hi = text.partition("-")
+    try:
+        a = int(lo)
+        b = int(hi) if hi else a
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a round range such as 2-10") from None
+    return a, b
+
+
 def _floor_now(interval_s: int) -> datetime:
     now = int(time.time())
     return datetime.fromtimestamp(now - now % interval_s, UTC)
@@ -130,10 +167,14 @@ def _floor_now(interval_s: int) -> datetime:
 def _parser(settings: Settings) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="nzc simulate",
-        description="Simulate the meters of the registry and publish their readings over MQTT.",
+        description="Simulate the meters of a pilot zone and publish their readings over MQTT "
+                    "in their gateways' device formats.",
     )
-    p.add_argument("--registry", type=Path, default=settings.registry_path,
-                   help="registry YAML (default: %(default)s)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--registry", type=Path, default=settings.registry_path,
+                     help="registry YAML (default: NZC_REGISTRY = %(default)s)")
+    src.add_argument("--profile", choices=sorted(PROFILES),
+                     help="use the sample registry of a pilot type (simulators/sites/)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
     p.add_argument("--start", type=parse_start, default=None,
                    help="simulated start, ISO 8601 (default: now, floored to the interval)")
@@ -147,11 +188,48 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
                    help="stop after this much simulated time [s]")
     p.add_argument("--count", type=int, default=None, help="stop after this many rounds")
     p.add_argument("--forever", action="store_true", help="run until SIGINT/SIGTERM")
-    p.add_argument("--mqtt-host", default=settings.mqtt_host,
+    f = p.add_argument_group("faults")
+    f.add_argument("--faults", default="",
+                   help="faults and rates, e.g. offline=0.01,spike=0.002 (a name alone: 0.01); "
+                        "names: offline, reset, replacement, rollover, spike, duplicate, "
+                        "out_of_order, late, clock_skew, malformed, burst")
+    f.add_argument("--offline-rounds", type=_range, default=(2, 10),
+                   help="outage length [rounds], MIN-MAX (default: 2-10)")
+    f.add_argument("--burst-rounds", type=_range, default=(3, 8),
+                   help="gateway hold before a burst [rounds], MIN-MAX (default: 3-8)")
+    f.add_argument("--late-rounds", type=int, default=30,
+                   help="delay of a late message [rounds] (default: %(default)s)")
+    f.add_argument("--clock-skew-s", type=float, default=86_400.0,
+                   help="how far a skewed gateway clock runs ahead [s] (default: %(default)s)")
+    s = p.add_argument_group("scale (load tests)")
+    s.add_argument("--sites", type=int, default=1,
+                   help="copies of each site of the registry (default: %(default)s)")
+    s.add_argument("--meters-per-site", type=int, default=None,
+                   help="meters per site: keep the first N or add sub-meters up to N")
+    s.add_argument("--gateway-size", type=int, default=50,
+                   help="meters per added gateway (default: %(default)s)")
+    s.add_argument("--scale-formats", default="nzc",
+                   help=f"formats of added gateways, cycled, from {', '.join(FORMATS)} "
+                        "(default: %(default)s)")
+    s.add_argument("--write-registry", type=Path, default=None,
+                   help="write the registry used (scaled) as YAML, for NZC_REGISTRY of ingest")
+    o = p.add_argument_group("output")
+    o.add_argument("--vendor-extras", action="store_true",
+                   help="vendor formats also send instantaneous values (Shelly power topics, "
+                        "em:0 status)")
+    o.add_argument("--timeless", choices=("auto", "send", "skip"), default="auto",
+                   help="gateways whose format carries no reading time (Shelly Gen1): send, "
+                        "skip, or auto = skip unless --speed 1 (default: %(default)s)")
+    o.add_argument("--neuron-variant", choices=("values", "tags"), default="values",
+                   help="Neuron upload format (default: %(default)s)")
+    o.add_argument("--report-json", type=Path, default=None, help="write the report as JSON")
+    o.add_argument("--dry-run", action="store_true",
+                   help="compute everything, publish nothing (no broker needed)")
+    o.add_argument("--mqtt-host", default=settings.mqtt_host,
                    help="broker host (default: NZC_MQTT_HOST = %(default)s)")
-    p.add_argument("--mqtt-port", type=int, default=settings.mqtt_port,
+    o.add_argument("--mqtt-port", type=int, default=settings.mqtt_port,
                    help="broker port (default: NZC_MQTT_PORT = %(default)s)")
-    p.add_argument("--max-inflight", type=int, default=500,
+    o.add_argument("--max-inflight", type=int, default=500,
                    help="unacknowledged messages allowed (default: %(default)s)")
     return p
 
@@ -160,20 +238,26 @@ def _default_factory(host: str, port: int, max_inflight: int) -> Publisher:
     return MqttPublisher(host, port, max_inflight=max_inflight)
 
 
-def _round_times(start: datetime, interval_s: int) -> Iterator[datetime]:
-    k = 0
-    while True:
-        yield start + timedelta(seconds=k * interval_s)
-        k += 1
+def _load(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Registry:
+    """The registry of the run: file or profile, then scaled."""
+    path: Path = profile_path(args.profile) if args.profile else args.registry
+    registry = load_registry(path)
+    formats = [x.strip() for x in args.scale_formats.split(",") if x.strip()]
+    if args.sites != 1 or args.meters_per_site is not None:
+        try:
+            registry = scale_registry(registry, sites=args.sites,
+                                      meters_per_site=args.meters_per_site,
+                                      gateway_size=args.gateway_size, formats=formats)
+        except ValueError as exc:
+            parser.error(str(exc))
+    return registry
 
 
-def main(
+def run_cli(
     argv: list[str] | None = None, *, publisher_factory: PublisherFactory | None = None
-) -> int:
-    """Entry point of ``nzc simulate``; returns the process exit code (0 on success).
-
-    ``publisher_factory`` replaces the MQTT publisher (tests).
-    """
+) -> tuple[int, RunReport | None]:
+    """``nzc simulate``: returns the exit code (0 on success) and the run's report (``None``
+    when the run could not start). ``publisher_factory`` replaces the MQTT publisher (tests)."""
     settings = Settings.from_env()
     parser = _parser(settings)
     args = parser.parse_args(argv)
@@ -190,21 +274,48 @@ def main(
         parser.error("--forever cannot be combined with --count or --duration-s")
     if not args.forever and args.count is None and args.duration_s is None:
         parser.error("give --duration-s and/or --count (or --forever)")
+    try:
+        faults = FaultConfig(
+            parse_faults(args.faults), offline_rounds=args.offline_rounds,
+            burst_rounds=args.burst_rounds, late_rounds=args.late_rounds,
+            clock_skew_s=args.clock_skew_s,
+        )
+    except FaultError as exc:
+        parser.error(str(exc))
 
     try:
-        registry = load_registry(args.registry)
+        registry = _load(args, parser)
     except (OSError, RegistryError) as exc:
         print(f"nzc simulate: cannot load registry: {exc}", file=sys.stderr)
-        return 1
+        return 1, None
     if not registry.meters:
         print(f"nzc simulate: registry {args.registry} has no meters", file=sys.stderr)
-        return 1
+        return 1, None
+    if args.write_registry is not None:
+        args.write_registry.write_text(
+            yaml.safe_dump(registry_document(registry), sort_keys=False), encoding="utf-8")
+        print(f"wrote the registry ({len(registry.meters)} meters) to {args.write_registry}")
 
     interval_s: int = args.interval_s
     start: datetime = args.start if args.start is not None else _floor_now(interval_s)
-    sim = ParkSimulation(registry, args.seed, start)
     end = start + timedelta(seconds=args.duration_s) if args.duration_s is not None else None
     max_rounds: int | None = args.count
+    horizon: int | None = None
+    if end is not None:
+        horizon = int(args.duration_s // interval_s) + 1
+    if max_rounds is not None:
+        horizon = min(horizon or max_rounds, max_rounds)
+    skip_timeless = args.timeless == "skip" or (args.timeless == "auto" and speed != 1.0)
+    try:
+        scenario = Scenario(
+            registry, start=start, interval_s=interval_s, seed=args.seed, faults=faults,
+            horizon_rounds=horizon, extras=args.vendor_extras, neuron_variant=args.neuron_variant,
+            muted_formats=TIMELESS_FORMATS if skip_timeless else frozenset(),
+        )
+    except ValueError as exc:
+        print(f"nzc simulate: {exc}", file=sys.stderr)
+        return 1, None
+    report = scenario.report
 
     now = time.time()
     if speed != 1.0 and end is not None and end.timestamp() > now + settings.max_clock_skew_s:
@@ -212,6 +323,14 @@ def main(
             f"nzc simulate: warning: readings up to {format_ts(end)} lie in the future; ingest "
             f"rejects readings more than {settings.max_clock_skew_s} s ahead of its clock",
             file=sys.stderr,
+        )
+    timeless = sorted({f"{s}/{g}" for s, g, fmt, _ in scenario.gateways()
+                       if fmt in TIMELESS_FORMATS})
+    if timeless and speed != 1.0 and not skip_timeless:
+        report.warnings.append(
+            f"gateways {', '.join(timeless)} speak a format without reading times (Shelly "
+            "Gen1): ingest stamps their readings on receipt, which matches the simulated time "
+            "only at --speed 1"
         )
 
     stop = threading.Event()
@@ -224,16 +343,13 @@ def main(
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous.append((sig, signal.signal(sig, _on_signal)))
 
-    factory = publisher_factory or _default_factory
-    publisher = factory(args.mqtt_host, args.mqtt_port, args.max_inflight)
-    per_gateway: dict[tuple[str, str], list[int]] = {
-        key: [0, 0] for key in gateway_topics(registry)
-    }
-    rounds = 0
-    messages = 0
-    readings_n = 0
-    first_ts: datetime | None = None
-    last_ts: datetime | None = None
+    if args.dry_run:
+        publisher: Publisher = NullPublisher()
+        report.broker = "dry run"
+    else:
+        factory = publisher_factory or _default_factory
+        publisher = factory(args.mqtt_host, args.mqtt_port, args.max_inflight)
+        report.broker = f"{args.mqtt_host}:{args.mqtt_port}"
     wall0 = time.monotonic()
     # Real time from a default start: round k goes out when the wall clock reaches its ts.
     behind_s = now - start.timestamp()
@@ -241,10 +357,10 @@ def main(
     try:
         publisher.connect()
         wall0 = time.monotonic()
-        for t in _round_times(start, interval_s):
-            if stop.is_set():
-                break
-            if max_rounds is not None and rounds >= max_rounds:
+        k = 0
+        while not stop.is_set():
+            t = scenario.time_of(k)
+            if max_rounds is not None and k >= max_rounds:
                 break
             if end is not None and t > end:
                 break
@@ -253,39 +369,45 @@ def main(
                 delay = due - time.monotonic()
                 if delay > 0 and stop.wait(delay):
                     break
-            for batch in build_batches(sim.readings_at(t), t, registry.meters):
-                publisher.publish(batch.topic, batch.payload, batch.readings)
-                counts = per_gateway[(batch.site_id, batch.gateway_id)]
-                counts[0] += 1
-                counts[1] += batch.readings
-                messages += 1
-                readings_n += batch.readings
-            rounds += 1
-            first_ts = first_ts or t
-            last_ts = t
+            for o in scenario.step():
+                publisher.publish(o.topic, o.payload, o.readings)
+            k += 1
+        for o in scenario.finish():
+            publisher.publish(o.topic, o.payload, o.readings)
         publisher.flush(30.0)
+        report.acknowledged = not args.dry_run
     except (PublishError, OSError) as exc:
         print(f"nzc simulate: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return 1, report
     finally:
         publisher.close()
         for sig, handler in previous:
             signal.signal(sig, handler)
     wall_s = max(time.monotonic() - wall0, 1e-9)
+    report.wall_s = wall_s
 
-    span = f"{format_ts(first_ts)} .. {format_ts(last_ts)}" if first_ts and last_ts else "-"
+    for line in report.lines():
+        print(line)
+    what = "all acknowledged" if report.acknowledged else "dry run, nothing sent"
     print(
-        f"simulated {len(registry.meters)} meters on {len(per_gateway)} gateways, seed "
-        f"{args.seed}: {rounds} rounds every {interval_s} s, {span}"
+        f"published {report.messages} messages, {report.readings} readings in {wall_s:.3f} s "
+        f"wall: {report.messages / wall_s:.0f} msg/s, {report.readings / wall_s:.0f} "
+        f"readings/s ({what}, broker {report.broker})"
     )
-    for (site_id, gateway_id), (n_msg, n_read) in per_gateway.items():
-        print(f"  {site_id}/{gateway_id}: {n_msg} messages, {n_read} readings")
-    print(
-        f"published {messages} messages, {readings_n} readings in {wall_s:.3f} s wall: "
-        f"{messages / wall_s:.0f} msg/s, {readings_n / wall_s:.0f} readings/s "
-        f"(all acknowledged, broker {args.mqtt_host}:{args.mqtt_port})"
-    )
-    return 0
+    if args.report_json is not None:
+        args.report_json.write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
+    return 0, report
+
+
+def main(
+    argv: list[str] | None = None, *, publisher_factory: PublisherFactory | None = None
+) -> int:
+    """Entry point of ``nzc simulate``; returns the process exit code (0 on success).
+
+    ``publisher_factory`` replaces the MQTT publisher (tests); :func:`run_cli` also returns
+    the report.
+    """
+    return run_cli(argv, publisher_factory=publisher_factory)[0]
 
 
 if __name__ == "__main__":
