@@ -121,12 +121,13 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """Start services and workers, run the simulator, wait for the database, summarise."""
     from db.queries import pipeline_counts
     from nzc.procs import start_ingest_ready, start_worker, stop_worker
-    from simulators.run import main as simulate
+    from simulators.run import run_cli as simulate
 
     if _services(["up"]) != 0:
         return 1
     cmd_migrate(settings)
-    workers = [start_worker("stream", settings)]
+    workers = [start_worker("stream", settings, log_name=f"stream-{i + 1}")
+               for i in range(args.stream_workers)]
     workers.append(start_ingest_ready(settings))
     try:
         # replay the last duration_s of simulated history up to now (readings never run
@@ -135,26 +136,33 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         start -= start % 60
         sim_args = ["--start", datetime.fromtimestamp(start, UTC).isoformat(),
                     "--duration-s", str(args.duration_s), "--speed", str(args.speed),
-                    "--interval-s", "60", "--seed", "7"]
-        print(f"simulating the sample park: {' '.join(sim_args)}", flush=True)
-        if simulate(sim_args) != 0:
+                    "--interval-s", str(args.reading_interval_s), "--seed", "7"]
+        print(f"simulating {settings.registry_path}: {' '.join(sim_args)}", flush=True)
+        code, report = simulate(sim_args)
+        if code != 0 or report is None:
             return 1
-        print("waiting for the pipeline to drain ...", flush=True)
+        print(f"waiting for the pipeline to store {report.clean_readings} readings ...",
+              flush=True)
+        deadline = time.monotonic() + args.drain_timeout_s
         last, stable_since = None, time.monotonic()
-        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             counts = pipeline_counts(settings.database_reader_url)
             if counts != last:
                 last, stable_since = counts, time.monotonic()
-            elif time.monotonic() - stable_since > 5:
+            elif (counts["readings"] >= report.clean_readings
+                  and time.monotonic() - stable_since > 5):
                 break
             time.sleep(1)
+        else:
+            print(f"still catching up after {args.drain_timeout_s} s: {last}; the rest stays "
+                  "in Kafka and lands when the workers run again (nzc demo --keep-running)")
         cmd_summary(settings)
     finally:
         if not args.keep_running:
             for w in workers:
                 stop_worker(w)
-    print(f"\nLogs: {settings.state_dir / 'logs'}. Look again any time: nzc summary, or "
+    print(f"\nLogs: {settings.state_dir / 'logs'}. Look again any time: nzc summary, "
+          f"nzc close --site cd-park --month {datetime.now(UTC):%Y-%m}, or "
           f"psql {settings.database_reader_url}")
     if args.keep_running:
         print("Workers keep running; stop everything with: nzc services down")
@@ -196,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
                       help="simulated seconds per wall second (default 600)")
     demo.add_argument("--keep-running", action="store_true",
                       help="leave ingest and stream workers running afterwards")
+    demo.add_argument("--reading-interval-s", type=int, default=300,
+                      help="simulated seconds between a meter's readings (default 300)")
+    demo.add_argument("--stream-workers", type=int, default=2,
+                      help="stream worker processes (default 2, one per core here)")
+    demo.add_argument("--drain-timeout-s", type=int, default=300,
+                      help="how long to wait for the database to catch up (default 300)")
 
     if argv and argv[0] in ("services", "simulate"):
         cmd, rest = argv[0], argv[1:]

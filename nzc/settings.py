@@ -81,7 +81,7 @@ class Settings:
                 f"postgresql://nzc_reader:nzc_reader@127.0.0.1:{pg_port}/{db}",
             ),
             registry_path=Path(
-                _env("NZC_REGISTRY", str(REPO_ROOT / "simulators" / "sites" / "sample_park.yaml"))
+                _env("NZC_REGISTRY", str(REPO_ROOT / "simulators" / "sites"))
             ),
             interval_s=_env_int("NZC_INTERVAL_S", 900),
             lateness_s=_env_int("NZC_LATENESS_S", 2 * 3600),

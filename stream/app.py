@@ -117,7 +117,14 @@ def create_app(settings: Settings, ctx: logic.StreamContext) -> faust.App:
     async def compute_energy(stream: Any) -> None:
         async for event in stream.events():
             key = _key(event.key)
-            state, records, dead = logic.compute_energy(ctx, meter_state.get(key), event.value)
+            try:
+                state, records, dead = logic.compute_energy(ctx, meter_state.get(key),
+                                                            event.value)
+            except Exception as exc:  # one bad record must not stop the agent
+                log.exception("compute_energy failed on %r", event.value)
+                await dead_t.send(key=event.key, value=logic.processing_error(
+                    event.value, "compute_energy", exc))
+                continue
             meter_state[key] = state
             for rec in records:
                 await energy_t.send(key=event.key, value=rec)
@@ -127,7 +134,14 @@ def create_app(settings: Settings, ctx: logic.StreamContext) -> faust.App:
     @app.agent(energy_t, name="apply_factors")
     async def apply_factors(stream: Any) -> None:
         async for event in stream.events():
-            await emissions_t.send(key=event.key, value=logic.apply_factors(ctx, event.value))
+            try:
+                record = logic.apply_factors(ctx, event.value)
+            except Exception as exc:  # keep the energy, say why the emissions are missing
+                log.exception("apply_factors failed on %r", event.value)
+                await dead_t.send(key=event.key, value=logic.processing_error(
+                    event.value, "apply_factors", exc))
+                record = {**event.value, "energy_tce": None, "emissions": []}
+            await emissions_t.send(key=event.key, value=record)
 
     intervals = SinkBatcher("write intervals", sink, sink.write_intervals)
     readings = SinkBatcher("write readings", sink, sink.write_readings)

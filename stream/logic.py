@@ -22,7 +22,7 @@ from carbon.counters import (
 from carbon.emissions import interval_emissions
 from carbon.factors import GRID_DATA_YEARS, FactorError, FactorLibrary
 from carbon.registry import Meter, Registry
-from carbon.tce import tce
+from carbon.tce import TCE_COEFFICIENTS, tce
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,14 @@ def meter_spec(meter: Meter, default_max_gap_s: float = 1800.0) -> MeterSpec:
     k = meter.to_canonical
     gap = meter.max_gap_s if meter.max_gap_s is not None else default_max_gap_s
     return MeterSpec(meter.meter_id, meter.register_max * k, meter.max_rate_per_h * k, gap)
+
+
+def processing_error(record: dict[str, Any], agent: str, exc: Exception) -> dict[str, Any]:
+    """A dead letter for a record an agent could not process (a bug or a gap in the domain
+    tables): the record is kept with the error, and the agent goes on with the next one."""
+    dead = _dead(record, "processing_error", f"{agent}: {type(exc).__name__}: {exc}")
+    dead["ts_ms"] = record.get("ts_ms", record.get("interval_start_ms"))
+    return dead
 
 
 def _dead(reading: dict[str, Any], code: str, reason: str) -> dict[str, Any]:
@@ -137,7 +145,9 @@ def apply_factors(ctx: StreamContext, energy: dict[str, Any]) -> dict[str, Any]:
                                   ctx.factors, data_year=min(GRID_DATA_YEARS),
                                   grid_overrides=overrides)
     out = dict(energy)
-    out["energy_tce"] = tce(meter.carrier, energy["quantity"])
+    # water has no standard-coal equivalent
+    out["energy_tce"] = (tce(meter.carrier, energy["quantity"])
+                         if meter.carrier in TCE_COEFFICIENTS else None)
     out["emissions"] = [
         {
             "method": r.method,

@@ -83,3 +83,25 @@ def test_data_older_than_every_factor_uses_the_oldest_and_says_so() -> None:
     assert dead == []
     assert rows["location"]["factor_version"] == "mee-2024-12"  # data year 2021
     assert rows["location"]["emissions_kgco2"] == pytest.approx(10.0 * 0.1255)
+
+
+def test_water_has_no_tce_and_no_emissions() -> None:
+    from carbon.registry import parse_registry
+
+    reg = parse_registry({"sites": [{"id": "w", "name": "w", "type": "campus",
+                                     "province": "sichuan", "city": "Chengdu",
+                                     "baseline_year": 2022, "meters": [
+        {"id": "w1", "carrier": "water", "unit": "m3", "gateway": "g",
+         "register_max": 1e6, "max_rate_per_h": 100}]}]})
+    ctx = StreamContext(registry=reg, factors=FactorLibrary())
+    rec = apply_factors(ctx, {"meter_id": "w1", "interval_start_ms": T0, "quantity": 3.0})
+    assert rec["energy_tce"] is None and rec["emissions"] == []
+
+
+def test_processing_error_keeps_the_record_and_the_reason() -> None:
+    from stream.logic import processing_error
+
+    d = processing_error({"meter_id": "m", "interval_start_ms": T0}, "apply_factors",
+                         ValueError("no factor"))
+    assert d["code"] == "processing_error" and "apply_factors: ValueError: no factor" in d["reason"]
+    assert d["ts_ms"] == T0 and d["meter_id"] == "m"
