@@ -40,7 +40,10 @@ ON CONFLICT (meter_id, interval_start) DO UPDATE SET
     interval_s = excluded.interval_s, quantity = excluded.quantity,
     energy_tce = excluded.energy_tce, covered_s = excluded.covered_s,
     quality = excluded.quality, estimated_quantity = excluded.estimated_quantity,
-    estimated_s = excluded.estimated_s, revision = t.revision + 1, updated_at = now()
+    estimated_s = excluded.estimated_s, updated_at = now(),
+    -- revision counts corrections: changes to an interval that was already complete (an
+    -- interval still filling up with the newest readings is not being corrected)
+    revision = t.revision + CASE WHEN t.quality IN ('measured', 'estimated') THEN 1 ELSE 0 END
 WHERE (t.quantity, t.covered_s, t.quality, t.interval_s, t.estimated_quantity)
     IS DISTINCT FROM (excluded.quantity, excluded.covered_s, excluded.quality,
                       excluded.interval_s, excluded.estimated_quantity)

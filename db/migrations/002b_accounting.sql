@@ -87,3 +87,6 @@ JOIN energy_intervals c ON c.meter_id = m.meter_id AND c.interval_start = p.inte
     AND c.quantity_unit = p.quantity_unit
 GROUP BY p.meter_id, p.interval_start, p.site_id, p.carrier, p.quantity, p.quantity_unit;
 GRANT SELECT ON submeter_reconciliation TO nzc_reader, nzc_writer;
+
+COMMENT ON COLUMN energy_intervals.revision IS
+    '1 + the number of corrections: changes made after the interval was complete (measured or estimated); filling an open interval with new readings is not a correction';
