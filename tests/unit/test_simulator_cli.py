@@ -56,9 +56,12 @@ def test_each_profile_publishes_in_its_gateways_formats(profile: str) -> None:
 
 
 def test_demo_arguments_keep_working(capsys: pytest.CaptureFixture[str]) -> None:
-    # exactly what nzc demo passes, with the default registry (sample park)
-    rc, report, fake = cli(["--start", "2026-05-04T00:00:00+00:00", "--duration-s", "600",
-                            "--speed", "0", "--interval-s", "60", "--seed", "7"])
+    # what nzc demo passes, here with the sample park's registry named (the default registry
+    # comes from NZC_REGISTRY, which the real-service tests point elsewhere)
+    sample = Path(__file__).resolve().parents[2] / "simulators" / "sites" / "sample_park.yaml"
+    rc, report, fake = cli(["--registry", str(sample), "--start", "2026-05-04T00:00:00+00:00",
+                            "--duration-s", "600", "--speed", "0", "--interval-s", "60",
+                            "--seed", "7"])
     assert rc == 0 and report is not None
     assert len(fake.sent) == 11 * 4 and all(t.startswith("nzc/v1/cd-park/") for t, _, _ in
                                             fake.sent)
