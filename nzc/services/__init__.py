@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
@@ -20,7 +21,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar, TypedDict
 
@@ -48,6 +49,28 @@ class ServiceStatus(TypedDict):
     pid: int | None
     port: int
     log: str
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, timeout_s: float, holder: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) across processes; raise
+    :class:`ServiceError` naming ``holder`` when it is still taken after ``timeout_s`` [s]."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ServiceError(
+                        f"{holder} still holds {path} after {timeout_s:.0f} s") from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def tail(path: Path, lines: int = 40) -> str:

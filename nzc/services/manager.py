@@ -18,16 +18,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from nzc.services import ManagedService, ServiceError, ServiceStatus, log, run
+from nzc.services import (
+    ManagedService,
+    ServiceError,
+    ServiceStatus,
+    file_lock,
+    log,
+    run,
+)
 from nzc.services import kafka as kafka_mod
 from nzc.services import mosquitto as mosquitto_mod
 from nzc.services import postgres as postgres_mod
@@ -96,29 +102,11 @@ def _install(settings: Settings) -> None:
         service.install()
 
 
-@contextlib.contextmanager
-def _locked(settings: Settings) -> Iterator[None]:
+def _locked(settings: Settings) -> contextlib.AbstractContextManager[None]:
     """Serialise install/up/down/reset of one state dir across processes (pytest workers,
     a CLI in another terminal): an exclusive ``flock`` on ``<state>/.services.lock``."""
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.state_dir / ".services.lock"
-    with path.open("a") as fh:
-        deadline = time.monotonic() + LOCK_TIMEOUT_S
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise ServiceError(
-                        f"another `nzc services` command still holds {path} after "
-                        f"{LOCK_TIMEOUT_S:.0f} s"
-                    ) from None
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return file_lock(settings.state_dir / ".services.lock", LOCK_TIMEOUT_S,
+                     "another `nzc services` command")
 
 
 def _each(settings: Settings, action: Callable[[ManagedService], object], verb: str) -> None:

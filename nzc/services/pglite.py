@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import hashlib
 import os
 import shutil
@@ -28,13 +27,13 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from nzc.services import (
     LOOPBACK,
     ServiceError,
+    file_lock,
     log,
     port_open,
     process_alive,
@@ -79,28 +78,6 @@ def _check_node() -> str:
     return node
 
 
-@contextlib.contextmanager
-def _install_lock(settings: Settings) -> Iterator[None]:
-    """Serialise installs across processes (two test sessions set up at once)."""
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    path = settings.state_dir / ".pglite-install.lock"
-    with path.open("a") as fh:
-        deadline = time.monotonic() + INSTALL_LOCK_TIMEOUT_S
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise ServiceError(f"pglite: {path} still locked after "
-                                       f"{INSTALL_LOCK_TIMEOUT_S:.0f} s") from None
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def install(settings: Settings | None = None) -> bool:
     """Install the node packages with ``npm ci --legacy-peer-deps`` unless ``node_modules``
     matches the lock file already; return whether npm ran. A second call downloads nothing."""
@@ -108,7 +85,8 @@ def install(settings: Settings | None = None) -> bool:
         return False
     settings = settings or Settings.from_env()
     _check_node()
-    with _install_lock(settings):
+    with file_lock(settings.state_dir / ".pglite-install.lock", INSTALL_LOCK_TIMEOUT_S,
+                   "another pglite install"):
         if installed():
             return False
         log.info("pglite: npm ci in %s", PGLITE_DIR)
