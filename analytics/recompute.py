@@ -14,6 +14,7 @@ from psycopg.types.json import Jsonb
 from carbon.emissions import interval_emissions
 from carbon.factors import FactorLibrary
 from carbon.units import Carrier
+from db.sink import UPSERT_EMISSIONS
 from stream.logic import accounting_year
 
 
@@ -54,19 +55,7 @@ def recompute(database_url: str, site_id: str, start: datetime, end: datetime,
             for i in range(0, len(rows), 5000):
                 chunk = rows[i:i + 5000]
                 cur.execute(
-                    "INSERT INTO emission_intervals AS t (meter_id, interval_start, method,"
-                    " scope, site_id, emissions_kgco2, factor_id, factor_version, factor_value,"
-                    " factor_unit) SELECT * FROM unnest(%s::text[], %s::timestamptz[],"
-                    " %s::text[], %s::text[], %s::text[], %s::float8[], %s::text[], %s::text[],"
-                    " %s::float8[], %s::text[]) ON CONFLICT (meter_id, interval_start, method)"
-                    " DO UPDATE SET scope = excluded.scope,"
-                    " emissions_kgco2 = excluded.emissions_kgco2,"
-                    " factor_id = excluded.factor_id, factor_version = excluded.factor_version,"
-                    " factor_value = excluded.factor_value, factor_unit = excluded.factor_unit,"
-                    " revision = t.revision + 1, updated_at = now()"
-                    " WHERE (t.emissions_kgco2, t.factor_id, t.factor_version)"
-                    " IS DISTINCT FROM (excluded.emissions_kgco2, excluded.factor_id,"
-                    " excluded.factor_version)",
+                    UPSERT_EMISSIONS,
                     [[r[k] for r in chunk] for k in range(10)])
                 changed += cur.rowcount
         after = {r["method"]: r["kg"] for r in conn.execute(

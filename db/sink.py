@@ -49,7 +49,8 @@ WHERE (t.quantity, t.covered_s, t.quality, t.interval_s, t.estimated_quantity)
                       excluded.interval_s, excluded.estimated_quantity)
 """
 
-_UPSERT_EMISSIONS = """
+# shared with analytics.recompute: one statement decides what an emission row upsert does
+UPSERT_EMISSIONS = """
 INSERT INTO emission_intervals AS t (meter_id, interval_start, method, scope, site_id,
     emissions_kgco2, factor_id, factor_version, factor_value, factor_unit)
 SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[],
@@ -154,7 +155,7 @@ class Sink:
                 cur = await conn.execute(_UPSERT_ENERGY, _columns(energy, 12))
                 n_e = cur.rowcount
             if emissions:
-                cur = await conn.execute(_UPSERT_EMISSIONS, _columns(emissions, 10))
+                cur = await conn.execute(UPSERT_EMISSIONS, _columns(emissions, 10))
                 n_x = cur.rowcount
         return n_e, n_x
 
