@@ -7,17 +7,20 @@ quantity is spread over the intervals it overlaps in proportion to time).
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from carbon import counters
 from carbon.counters import (
     IntervalEnergy,
     MeterSpec,
     MeterState,
     apply_interval_value,
     apply_register,
+    interval_totals,
 )
 
 SPEC = MeterSpec("m1", register_max=1_000_000.0, max_rate_per_h=10_000.0)
@@ -101,13 +104,28 @@ def test_rollover_near_width() -> None:
     assert rej == [] and out[T0].quantity == pytest.approx(15.0)  # 10 to the top + 5
 
 
-def test_reset_gives_no_energy_and_no_negative() -> None:
+def test_reset_to_an_unreachable_value_gives_no_energy_and_no_negative() -> None:
+    # max 100 per hour: at most 25 in the 15-min reset segment; the register restarted at 30,
+    # which it cannot have reached from zero in that time: the segment is unknown
     spec = MeterSpec("m", register_max=1000.0, max_rate_per_h=100.0)
-    out, rej = feed([(T0, 500.0), (T0 + 15 * MIN, 2.0), (T0 + 30 * MIN, 7.0)], spec=spec)
+    out, rej = feed([(T0, 500.0), (T0 + 15 * MIN, 30.0), (T0 + 30 * MIN, 35.0)], spec=spec)
     assert rej == []
     assert out[T0].quantity == 0.0 and out[T0].covered_s == 0.0  # unknown, not zero-measured
     assert out[T0].quality == "missing"
     assert out[T0 + 15 * MIN].quantity == pytest.approx(5.0)
+
+
+def test_reset_to_a_reachable_value_counts_it_as_estimated() -> None:
+    # the register restarted and shows 2 after 15 min; 2 <= 100/h x 0.25 h = 25, so the 2
+    # were consumed since the restart, inside this segment: counted, flagged estimated
+    spec = MeterSpec("m", register_max=1000.0, max_rate_per_h=100.0)
+    out, rej = feed([(T0, 500.0), (T0 + 15 * MIN, 2.0), (T0 + 30 * MIN, 7.0)], spec=spec)
+    assert rej == []
+    assert out[T0].quantity == 2.0 and out[T0].estimated_quantity == 2.0
+    assert out[T0].covered_s == 0.0 and out[T0].estimated_s == 900.0
+    assert out[T0].quality == "estimated"
+    assert out[T0 + 15 * MIN].quantity == pytest.approx(5.0)
+    assert out[T0 + 15 * MIN].quality == "measured"
 
 
 def test_spike_is_quarantined_and_later_readings_still_count() -> None:
@@ -246,3 +264,225 @@ def test_a_lone_spike_is_not_a_replacement() -> None:
     out, rej = feed(series, spec=spec)
     assert rej == ["spike", "spike"]
     assert sum(iv.quantity for iv in out.values()) == pytest.approx(30.0)
+
+
+# ---- issue 8: replays, spikes, corrections, ranges; issue 10: fast path and compact state ----
+
+Reading = tuple[str, int, float, int]  # kind ("r" register / "i" interval value), ts, value, period
+
+
+def deliver(readings: list[Reading], *, spec: MeterSpec = SPEC, interval_s: int = 900,
+            lateness_s: int = 86_400, fast: bool = True, state: MeterState | None = None,
+            out: dict[int, IntervalEnergy] | None = None,
+            ) -> tuple[dict[int, IntervalEnergy], list[str], list[str | None], MeterState]:
+    """Apply readings in the given order, like the stream does (state serialised in between);
+    return the latest emitted total per interval, rejection codes, events and the state."""
+    state = state if state is not None else MeterState()
+    out = {} if out is None else out
+    codes: list[str] = []
+    events: list[str | None] = []
+    kw = {"interval_s": interval_s, "lateness_s": lateness_s}
+    counters.FAST_PATH = fast
+    try:
+        for kind, ts, v, period in readings:
+            if kind == "r":
+                res = apply_register(spec, state, ts, v, **kw)
+            else:
+                res = apply_interval_value(spec, state, ts, period, v, **kw)
+            for iv in res.intervals:
+                out[iv.interval_start_ms] = iv
+            if res.rejection:
+                codes.append(res.rejection.code)
+            events.append(res.event)
+            state = MeterState.from_bytes(state.to_bytes())
+    finally:
+        counters.FAST_PATH = True
+    return out, codes, events, state
+
+
+def test_redelivered_interval_value_behind_the_cut_is_not_counted_again() -> None:
+    # issue 8 item 3, its exact inputs: lateness 900 s
+    first = ("i", T0 + 15 * MIN, 1.0, 60)  # the minute ending T0+15 min: interval T0
+    seq: list[Reading] = [("r", T0 + 1, 0.0, 0), first, ("i", T0 + 45 * MIN, 0.0, 60)]
+    out, codes, _, state = deliver(seq, lateness_s=900)
+    assert codes == []
+    assert out[T0].quantity == 1.0
+    for _ in range(3):  # ordinary QoS 1 redeliveries
+        out, codes2, _, state = deliver([first], lateness_s=900, state=state, out=out)
+        assert codes2 == []
+        assert out[T0].quantity == 1.0
+    assert interval_totals(SPEC, state, [T0], 900)[0].quantity == 1.0
+
+
+def test_replayed_spikes_are_not_taken_for_a_meter_replacement() -> None:
+    # issue 8 item 4, its exact inputs: max rate 10/h; the registers jump by 1e4 within ms
+    spec = MeterSpec("m", register_max=1e6, max_rate_per_h=10.0)
+    seq: list[Reading] = [("r", T0 + ms, v, 0) for ms, v in
+                          [(0, 0.0), (2, 1e4), (3, 1e4), (4, 2e4), (1, 1e4)]]
+    out1, codes1, _, state = deliver(seq, spec=spec)
+    assert codes1 == ["spike"] * 4
+    snapshot = dict(out1)
+    out2, _, events2, state = deliver(seq, spec=spec, state=state, out=dict(out1))
+    assert "replacement" not in events2
+    assert out2 == snapshot
+    assert all(iv.quantity == 0.0 for iv in out2.values())
+    assert interval_totals(spec, state, [T0], 900)[0].quantity == 0.0
+
+
+def test_a_correction_is_checked_for_spikes() -> None:
+    spec = MeterSpec("m", register_max=1e6, max_rate_per_h=100.0)  # 25 per 15 min at most
+    seq: list[Reading] = [("r", T0, 0.0, 0), ("r", T0 + 15 * MIN, 10.0, 0),
+                          ("r", T0 + 15 * MIN, 90_000.0, 0)]  # a "correction" to a spike
+    out, codes, _, _ = deliver(seq, spec=spec)
+    assert codes == ["spike"]
+    assert out[T0].quantity == 0.0  # the 10 was replaced, the 90,000 is quarantined
+    out, codes, _, _ = deliver([*seq, ("r", T0 + 30 * MIN, 20.0, 0)], spec=spec)
+    assert out[T0].quantity + out[T0 + 15 * MIN].quantity == 20.0
+
+
+def test_redelivery_of_a_superseded_value_does_not_undo_the_correction() -> None:
+    seq: list[Reading] = [("r", T0, 0.0, 0), ("r", T0 + 15 * MIN, 10.0, 0),
+                          ("r", T0 + 15 * MIN, 12.0, 0)]
+    once, _, _, _ = deliver(seq)
+    again, _, _, _ = deliver([*seq, seq[1], seq[2], seq[1]])
+    assert once == again and once[T0].quantity == 12.0
+
+
+def test_register_range_is_checked_and_negative_zero_is_zero() -> None:
+    spec = MeterSpec("m", register_max=1000.0, max_rate_per_h=1e6)
+    state = MeterState()
+    kw = {"interval_s": 900, "lateness_s": 86_400}
+    codes = []
+    for v in (1000.5, float("inf"), float("nan"), -1.0, 1.8e22):
+        res = apply_register(spec, state, T0, v, **kw)
+        assert res.rejection is not None and res.intervals == []
+        codes.append(res.rejection.code)
+    assert codes == ["above_register_max", "not_finite", "not_finite", "negative_value",
+                     "above_register_max"]
+    assert state.to_bytes() == MeterState().to_bytes()  # nothing was kept
+    apply_register(spec, state, T0, -0.0, **kw)
+    res = apply_register(spec, state, T0, 0.0, **kw)
+    assert res.duplicate  # -0 was stored as 0
+    assert str(state.val[0]) == "0.0"
+    res = apply_register(spec, state, T0 + 15 * MIN, 1000.0, **kw)  # the full width is fine
+    assert res.rejection is None and res.intervals[0].quantity == 1000.0
+
+
+def test_state_round_trips_through_bytes_and_json() -> None:
+    seq: list[Reading] = [("r", T0 + k * MIN, 3.0 * k, 0) for k in range(200)]
+    seq += [("r", T0 + 150 * MIN, 460.0, 0), ("r", T0 + 190 * MIN + 1, 1e9, 0)]
+    _, _, _, state = deliver(seq, lateness_s=3600)
+    data = state.to_bytes()
+    assert MeterState.from_bytes(data).to_bytes() == data
+    assert MeterState.from_json(state.to_json()).to_bytes() == data
+
+
+def test_legacy_json_state_is_converted() -> None:
+    legacy: dict[str, Any] = {"regs": [[T0, 0.0], [T0 + 15 * MIN, 10.0]], "ivals": {}, "base": {},
+              "horizon_ms": None, "max_ts_ms": T0 + 15 * MIN, "pruned": [], "suspects": [],
+              "breaks": []}
+    state = MeterState.from_json(legacy)
+    res = apply_register(SPEC, state, T0 + 30 * MIN, 25.0, interval_s=900, lateness_s=86_400)
+    got = {iv.interval_start_ms: iv.quantity for iv in res.intervals}
+    assert got == {T0 + 15 * MIN: 15.0}
+    assert interval_totals(SPEC, state, [T0], 900)[0].quantity == 10.0
+
+
+# Readings for the properties: registers mostly rising at possible rates, with spikes, resets,
+# corrections (a second value at a known time) and interval values mixed in.
+_steps = st.lists(
+    st.tuples(
+        st.sampled_from(["up", "up", "up", "up", "spike", "reset", "fix", "ival"]),
+        st.integers(1, 25),  # minutes after the previous reading
+        st.floats(0.0, 150.0, allow_nan=False),
+    ),
+    min_size=1, max_size=40,
+)
+
+
+def _readings(steps: list[tuple[str, int, float]]) -> list[Reading]:
+    t, v, out = T0 + 7 * MIN, 500.0, [("r", T0 + 7 * MIN, 500.0, 0)]
+    for kind, dt_min, dv in steps:
+        t += dt_min * MIN
+        if kind == "spike":
+            out.append(("r", t, v + 1e6, 0))
+        elif kind == "reset":
+            v = dv
+            out.append(("r", t, v, 0))
+        elif kind == "fix" and len(out) > 1:
+            k, ts, old, _p = out[len(out) // 2]
+            if k == "r":
+                out.append(("r", ts, old + dv / 10, 0))
+        elif kind == "ival":
+            out.append(("i", t, dv / 10, 60))
+        else:
+            v += dv
+            out.append(("r", t, v, 0))
+    return out
+
+
+def _present(out: dict[int, IntervalEnergy]) -> dict[int, IntervalEnergy]:
+    """Latest totals without the intervals that ended up holding nothing at all."""
+    return {k: iv for k, iv in out.items()
+            if iv.quantity or iv.covered_s or iv.estimated_s or iv.quality != "missing"}
+
+
+@settings(max_examples=120, deadline=None)
+@given(_steps, st.randoms(use_true_random=False), st.integers(0, 12),
+       st.sampled_from([900, 1800, 86_400]))
+def test_replay_stability(steps: list[tuple[str, int, float]], rnd: random.Random,
+                          n_redeliver: int, lateness_s: int) -> None:
+    """The replay-stability property (issue 8): for any delivery of a set of readings, adding
+    any duplicates or redeliveries of readings already delivered (including ones dropped
+    behind the lateness bound, quarantined as spikes or superseded by a correction), anywhere
+    after their first delivery, gives bit-for-bit the same interval totals."""
+    readings = _readings(steps)
+    order = readings[:]
+    rnd.shuffle(order)
+    replayed = order[:]
+    for _ in range(n_redeliver):
+        i = rnd.randrange(len(replayed))
+        replayed.insert(rnd.randrange(i + 1, len(replayed) + 1), replayed[i])
+    once, _, _, s1 = deliver(order, lateness_s=lateness_s)
+    again, _, _, s2 = deliver(replayed, lateness_s=lateness_s)
+    assert again == once
+    starts = sorted(once)
+    assert interval_totals(SPEC, s1, starts, 900) == interval_totals(SPEC, s2, starts, 900)
+
+
+@settings(max_examples=120, deadline=None)
+@given(_steps, st.randoms(use_true_random=False))
+def test_any_arrival_order_gives_the_in_order_totals(
+        steps: list[tuple[str, int, float]], rnd: random.Random) -> None:
+    """With nothing behind the lateness bound, any arrival order of a set of readings (one
+    value per time) gives bit-for-bit the totals of the set delivered once in time order."""
+    seen: set[tuple[str, int]] = set()
+    readings = []
+    for r in _readings(steps):
+        if (r[0], r[1]) not in seen:
+            seen.add((r[0], r[1]))
+            readings.append(r)
+    in_order = sorted(readings, key=lambda r: (r[1], r[0]))
+    shuffled = readings[:]
+    rnd.shuffle(shuffled)
+    a, _, _, _ = deliver(in_order)
+    b, _, _, _ = deliver(shuffled)
+    assert _present(b) == _present(a)
+
+
+@settings(max_examples=120, deadline=None)
+@given(_steps, st.randoms(use_true_random=False), st.sampled_from([900, 3600, 86_400]))
+def test_fast_path_equals_full_recompute(steps: list[tuple[str, int, float]],
+                                         rnd: random.Random, lateness_s: int) -> None:
+    """The in-order fast path gives bit-for-bit what the full recompute gives, reading by
+    reading, for mostly in-order deliveries with a few late readings."""
+    order = _readings(steps)
+    for _ in range(len(order) // 8):
+        i = rnd.randrange(len(order))
+        order.insert(max(0, i - rnd.randrange(1, 4)), order.pop(i))
+    fast, fcodes, fevents, fstate = deliver(order, lateness_s=lateness_s, fast=True)
+    full, gcodes, gevents, gstate = deliver(order, lateness_s=lateness_s, fast=False)
+    assert (fast, fcodes, fevents) == (full, gcodes, gevents)
+    starts = sorted(full)
+    assert interval_totals(SPEC, fstate, starts, 900) == interval_totals(SPEC, gstate, starts,
+                                                                         900)
