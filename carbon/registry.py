@@ -8,10 +8,12 @@ Reading files is left to the caller (``nzc.registry.load_registry``).
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from carbon.units import CANONICAL_UNIT, Carrier, UnitError, to_canonical_factor
 
@@ -191,6 +193,8 @@ class Registry:
 
 LINE_KEY = "__line__"
 
+SOURCE_FIELDS = frozenset({"format", "device", "channel"})
+
 SITE_FIELDS = frozenset({
     "id", "name", "type", "province", "city", "baseline_year", "timezone", "construction_start",
     "construction_end", "boundary", "factor_overrides", "meters", "denominators",
@@ -254,11 +258,30 @@ def _req(entry: Mapping[str, Any], key: str, where: str, kind: type) -> Any:
     return value
 
 
+def _timezone(raw: Any, where: str) -> str:
+    tz = str(raw)
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise RegistryError(f"{where}: field 'timezone' is {tz!r}, not an IANA time zone "
+                            "(e.g. Asia/Shanghai)") from None
+    return tz
+
+
+def _positive(entry: Mapping[str, Any], key: str, where: str) -> float:
+    """A required-or-present float field that must be finite and > 0."""
+    value: float = _req(entry, key, where, float)
+    if not math.isfinite(value) or value <= 0:
+        raise RegistryError(f"{where}: field {key!r} must be a finite number > 0, got {value!r}")
+    return value
+
+
 def _parse_source(raw: Any, where: str) -> DeviceSource | None:
     if raw is None:
         return None
     if not isinstance(raw, Mapping):
         raise RegistryError(f"{where}: field 'source' must be a mapping")
+    _known(raw, SOURCE_FIELDS, _at(raw, f"{where}: source"))
     fmt = _req(raw, "format", f"{where}: source", str)
     if fmt not in DEVICE_FORMATS:
         raise RegistryError(
@@ -282,6 +305,8 @@ def parse_registry(doc: Any, source: str = "<registry>") -> Registry:
     meters: dict[str, Meter] = {}
     denominators: list[Denominator] = []
     instruments: list[Instrument] = []
+    sources: dict[tuple[str, str, str | None], str] = {}
+    meter_where: dict[str, str] = {}
     for i, s in enumerate(doc["sites"]):
         where = f"{source}: sites[{i}]"
         if not isinstance(s, Mapping):
@@ -303,7 +328,7 @@ def parse_registry(doc: Any, source: str = "<registry>") -> Registry:
             province=_req(s, "province", where, str).lower(),
             city=_req(s, "city", where, str),
             baseline_year=_req(s, "baseline_year", where, int),
-            timezone=str(s.get("timezone", "Asia/Shanghai")),
+            timezone=_timezone(s.get("timezone", "Asia/Shanghai"), where),
             construction_start=_date(s.get("construction_start"), where, "construction_start"),
             construction_end=_date(s.get("construction_end"), where, "construction_end"),
             boundary=None if s.get("boundary") is None else str(s["boundary"]),
@@ -333,12 +358,19 @@ def parse_registry(doc: Any, source: str = "<registry>") -> Registry:
                 to_canonical_factor(carrier, unit)
             except UnitError as exc:
                 raise RegistryError(f"{mwhere}: field 'unit': {exc}") from None
-            register_max = _req(m, "register_max", mwhere, float)
-            max_rate = _req(m, "max_rate_per_h", mwhere, float)
-            if register_max <= 0 or max_rate <= 0:
-                raise RegistryError(f"{mwhere}: register_max and max_rate_per_h must be > 0")
+            register_max = _positive(m, "register_max", mwhere)
+            max_rate = _positive(m, "max_rate_per_h", mwhere)
             parent = m.get("parent")
             dev_source = _parse_source(m.get("source"), mwhere)
+            if dev_source is not None:
+                key = (dev_source.format, dev_source.device, dev_source.channel)
+                if key in sources:
+                    raise RegistryError(
+                        f"{mwhere}: field 'source': device {dev_source.device!r} (format "
+                        f"{dev_source.format}, channel {dev_source.channel!r}) already reports "
+                        f"meter {sources[key]!r}; one device channel is one meter")
+                sources[key] = meter_id
+            meter_where[meter_id] = mwhere
             meters[meter_id] = Meter(
                 meter_id=meter_id,
                 site_id=site_id,
@@ -351,14 +383,28 @@ def parse_registry(doc: Any, source: str = "<registry>") -> Registry:
                 max_rate_per_h=max_rate,
                 source=dev_source,
                 max_gap_s=(None if m.get("max_gap_s") is None
-                           else _req(m, "max_gap_s", mwhere, float)),
+                           else _positive(m, "max_gap_s", mwhere)),
             )
     for meter in meters.values():
-        if meter.parent_id is not None and meter.parent_id not in meters:
+        mwhere = meter_where[meter.meter_id]
+        if meter.parent_id is None:
+            continue
+        parent_meter = meters.get(meter.parent_id)
+        if parent_meter is None:
             raise RegistryError(
-                f"{source}: meter {meter.meter_id!r}: field 'parent' names unknown meter "
-                f"{meter.parent_id!r}"
-            )
+                f"{mwhere}: field 'parent' names unknown meter {meter.parent_id!r}")
+        if parent_meter.site_id != meter.site_id:
+            raise RegistryError(
+                f"{mwhere}: field 'parent' names meter {meter.parent_id!r} of site "
+                f"{parent_meter.site_id!r}; a parent must be in the same site")
+        chain = [meter.meter_id]
+        cur: Meter | None = parent_meter
+        while cur is not None and len(chain) <= len(meters):
+            if cur.meter_id in chain:
+                path = " -> ".join([*chain, cur.meter_id])
+                raise RegistryError(f"{mwhere}: field 'parent' makes a cycle: {path}")
+            chain.append(cur.meter_id)
+            cur = meters.get(cur.parent_id) if cur.parent_id is not None else None
     seen: dict[str, str] = {}
     for ins in instruments:
         if ins.instrument_id in seen:

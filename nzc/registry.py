@@ -9,14 +9,58 @@ import yaml
 
 from carbon.registry import LINE_KEY, Registry, RegistryError, parse_registry
 
+#: Deepest nesting of YAML collections accepted: a registry needs about six levels.
+MAX_DEPTH = 40
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """A registry document the loader refuses (aliases, duplicate keys, too deep, a value
+    that cannot be built); carries the YAML position."""
+
 
 class _LineLoader(yaml.SafeLoader):
     """A safe loader that records each mapping's line number under ``__line__`` so that
-    registry errors can name the line."""
+    registry errors can name the line; it refuses aliases (no billion laughs), duplicate
+    keys and nesting deeper than :data:`MAX_DEPTH`."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise _Refused(None, None, f"YAML alias *{event.anchor} is not accepted in a "
+                           "registry (write the value out)", event.start_mark)
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if event.anchor is not None:
+            raise _Refused(None, None, f"YAML anchor &{event.anchor} is not accepted in a "
+                           "registry (write the value out)", event.start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _Refused(None, None, f"nesting deeper than {MAX_DEPTH} levels",
+                               event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    mapping = loader.construct_mapping(node, deep=True)
+    mapping: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise _Refused(None, None, "a mapping key must be a plain value",
+                           key_node.start_mark) from None
+        if key in mapping or key == LINE_KEY:
+            raise _Refused(None, None, f"field {key!r} is given twice in this mapping",
+                           key_node.start_mark)
+        try:
+            mapping[key] = loader.construct_object(value_node, deep=True)
+        except (ValueError, OverflowError) as exc:  # e.g. a date 2026-02-30
+            raise _Refused(None, None, f"field {key!r}: {value_node.value!r} is not a valid "
+                           f"value ({exc})", value_node.start_mark) from None
     mapping[LINE_KEY] = node.start_mark.line + 1
     return mapping
 
@@ -24,9 +68,34 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def load_registry_document(text: str) -> Any:
-    """Parse registry YAML text, recording line numbers."""
-    return yaml.load(text, Loader=_LineLoader)
+def _yaml_error(source: str, exc: Exception) -> RegistryError:
+    """A one-line registry error naming the file and the YAML line of ``exc``."""
+    if isinstance(exc, _Refused) and exc.problem_mark is not None:
+        return RegistryError(f"{source}: line {exc.problem_mark.line + 1}: {exc.problem}")
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}" if mark is not None else "unknown line"
+        problem = exc.problem or exc.context or "syntax error"
+        return RegistryError(f"{source}: {where}: not valid YAML: {problem}")
+    return RegistryError(f"{source}: not valid YAML: {exc}")
+
+
+def load_registry_document(text: str, source: str = "<registry>") -> Any:
+    """Parse registry YAML text, recording line numbers; any refusal is a
+    :class:`RegistryError` naming ``source`` and the line."""
+    try:
+        return yaml.load(text, Loader=_LineLoader)
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        raise _yaml_error(source, exc) from None
+
+
+def _decode(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise RegistryError(f"{source}: line {line}: the file is not UTF-8 text (byte "
+                            f"{data[exc.start]:#04x} at offset {exc.start})") from None
 
 
 def load_registry(path: Path) -> Registry:
@@ -43,14 +112,17 @@ def load_registry(path: Path) -> Registry:
 def registry_text(path: Path) -> str:
     """The registry's text as stored in the database history (files joined for a directory)."""
     if path.is_dir():
-        return "\n---\n".join(f"# file: {p.name}\n{p.read_text(encoding='utf-8')}"
+        return "\n---\n".join(f"# file: {p.name}\n{_decode(p.read_bytes(), str(p))}"
                               for p in sorted(path.glob("*.yaml")))
-    return path.read_text(encoding="utf-8")
+    return _decode(path.read_bytes(), str(path))
 
 
 def parse_registry_text(text: str, source: str) -> Registry:
     """Parse stored registry text: one YAML document, or several (a directory) merged."""
-    docs = [d for d in yaml.load_all(text, Loader=_LineLoader) if d is not None]
+    try:
+        docs = [d for d in yaml.load_all(text, Loader=_LineLoader) if d is not None]
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        raise _yaml_error(source, exc) from None
     parts = [parse_registry(d, source=source) for d in docs]
     return parts[0] if len(parts) == 1 else merge_registries(parts, source)
 
@@ -75,8 +147,5 @@ def merge_registries(parts: list[Registry], source: str) -> Registry:
 
 def _load_file(path: Path) -> Registry:
     """Read and validate one registry YAML file."""
-    try:
-        doc = load_registry_document(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise RegistryError(f"{path}: not valid YAML: {exc}") from exc
+    doc = load_registry_document(_decode(path.read_bytes(), str(path)), str(path))
     return parse_registry(doc, source=str(path))

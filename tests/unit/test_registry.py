@@ -149,3 +149,113 @@ def test_a_directory_is_every_file_merged_and_round_trips(tmp_path: Path) -> Non
     (tmp_path / "c.yaml").write_text(GOOD.replace("cd-campus", "cd-campus-3"))
     with pytest.raises(RegistryError, match="declared in two files"):
         load_registry(tmp_path)
+
+
+# ---- issue 8 item 7: what the registry must refuse; each names file, line and field ----
+
+MAIN = "{id: main, carrier: grid_import, unit: kWh, gateway: g1, register_max: 1e6, max_rate_per_h: 900}"
+PV = ("{id: pv, carrier: onsite_renewable, unit: kWh, gateway: g1, register_max: 1e6, "
+      "max_rate_per_h: 300, max_gap_s: 3600}")
+SECOND_SITE = """\
+  - id: other
+    name: Other site
+    type: park
+    province: sichuan
+    city: Chengdu
+    baseline_year: 2022
+    meters:
+      - {id: sub, carrier: grid_import, unit: kWh, gateway: g2, register_max: 1e6, max_rate_per_h: 9, parent: main}
+"""
+
+
+def refused(tmp_path: Path, text: str | bytes, *fragments: str) -> str:
+    p = tmp_path / "registry.yaml"
+    if isinstance(text, bytes):
+        p.write_bytes(text)
+    else:
+        p.write_text(text)
+    with pytest.raises(RegistryError) as err:
+        load_registry(p)
+    msg = str(err.value)
+    assert str(p) in msg and "\n" not in msg
+    for fragment in fragments:
+        assert fragment in msg, (fragment, msg)
+    return msg
+
+
+def test_register_max_nan_is_refused(tmp_path: Path) -> None:
+    refused(tmp_path, GOOD.replace("register_max: 1e6, max_rate_per_h: 900",
+                                   "register_max: .nan, max_rate_per_h: 900"),
+            "meter 'main'", "line 13", "'register_max'")
+
+
+def test_register_max_inf_is_refused(tmp_path: Path) -> None:
+    refused(tmp_path, GOOD.replace("register_max: 1e6, max_rate_per_h: 900",
+                                   "register_max: .inf, max_rate_per_h: 900"),
+            "meter 'main'", "line 13", "'register_max'")
+
+
+def test_negative_max_gap_is_refused(tmp_path: Path) -> None:
+    refused(tmp_path, GOOD.replace("max_gap_s: 3600", "max_gap_s: -60"),
+            "meter 'pv'", "line 14", "'max_gap_s'")
+
+
+def test_a_meter_that_is_its_own_parent_is_refused(tmp_path: Path) -> None:
+    assert MAIN in GOOD
+    refused(tmp_path, GOOD.replace(MAIN, MAIN[:-1] + ", parent: main}"),
+            "meter 'main'", "line 13", "'parent'", "cycle", "main -> main")
+
+
+def test_a_parent_cycle_of_two_meters_is_refused(tmp_path: Path) -> None:
+    text = GOOD.replace(MAIN, MAIN[:-1] + ", parent: pv}").replace(PV, PV[:-1] + ", parent: main}")
+    refused(tmp_path, text, "line 13", "'parent'", "cycle", "main -> pv -> main")
+
+
+def test_a_parent_in_another_site_is_refused(tmp_path: Path) -> None:
+    refused(tmp_path, GOOD + SECOND_SITE, "meter 'sub'", "line 29", "'parent'",
+            "site 'cd-campus'")
+
+
+def test_two_meters_on_one_device_source_are_refused(tmp_path: Path) -> None:
+    src = ", source: {format: tasmota, device: tasmota_1, channel: '1'}}"
+    text = GOOD.replace(MAIN, MAIN[:-1] + src).replace(PV, PV[:-1] + src)
+    refused(tmp_path, text, "meter 'pv'", "line 14", "'source'", "tasmota_1", "'main'")
+
+
+def test_a_typo_inside_source_is_refused(tmp_path: Path) -> None:
+    text = GOOD.replace(MAIN, MAIN[:-1] + ", source: {format: tasmota, device: t1, chanel: 2}}")
+    refused(tmp_path, text, "meter 'main'", "source", "line 13", "unknown field 'chanel'")
+
+
+def test_an_unknown_timezone_is_refused(tmp_path: Path) -> None:
+    text = GOOD.replace("    city: Chengdu\n", "    city: Chengdu\n    timezone: Mars/Olympus\n")
+    refused(tmp_path, text, "site 'cd-campus'", "line 2", "'timezone'", "Mars/Olympus")
+
+
+def test_a_duplicate_key_is_refused(tmp_path: Path) -> None:
+    text = GOOD.replace("    city: Chengdu\n", "    city: Chengdu\n    city: Mianyang\n")
+    refused(tmp_path, text, "line 7", "'city'", "twice")
+
+
+def test_aliases_are_refused_so_no_billion_laughs(tmp_path: Path) -> None:
+    laughs = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for k in "bcdefghi":
+        prev = chr(ord(k) - 1)
+        laughs.append(f"{k}: &{k} [" + ",".join([f"*{prev}"] * 9) + "]")
+    text = GOOD.replace("    boundary: campus", "    boundary: *i\n    boundary2: campus")
+    refused(tmp_path, "\n".join(laughs) + "\n" + text, "line 1", "anchor &a")
+    refused(tmp_path, GOOD.replace("name: Test campus", "name: *x"), "line 3", "alias *x")
+
+
+def test_nesting_ten_thousand_deep_is_refused(tmp_path: Path) -> None:
+    refused(tmp_path, "sites:\n  - " + "[" * 10_000 + "]" * 10_000 + "\n", "line 2", "nesting")
+
+
+def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    data = GOOD.encode().replace(b"Test campus", b"Test \xff campus")
+    refused(tmp_path, data, "line 3", "not UTF-8")
+
+
+def test_an_impossible_date_is_refused(tmp_path: Path) -> None:
+    text = GOOD.replace("construction_start: 2024-01-01", "construction_start: 2026-02-30")
+    refused(tmp_path, text, "line 8", "'construction_start'", "2026-02-30")
