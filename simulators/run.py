@@ -178,6 +178,12 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
     p.add_argument("--start", type=parse_start, default=None,
                    help="simulated start, ISO 8601 (default: now, floored to the interval)")
+    p.add_argument("--register-period-s", type=int, default=86_400,
+                   help="registers count the energy since the start of their period, a multiple "
+                        "of this many seconds since the Unix epoch, so that a register is a pure "
+                        "function of (seed, meter, time) and a second run sends the same values "
+                        "(0: registers start from seeded values at --start) "
+                        "(default: %(default)s)")
     p.add_argument("--interval-s", type=int, default=60,
                    help="reading period [s of simulated time] (default: %(default)s)")
     p.add_argument("--speed", type=float, default=1.0,
@@ -311,6 +317,7 @@ def run_cli(
             registry, start=start, interval_s=interval_s, seed=args.seed, faults=faults,
             horizon_rounds=horizon, extras=args.vendor_extras, neuron_variant=args.neuron_variant,
             muted_formats=TIMELESS_FORMATS if skip_timeless else frozenset(),
+            register_period_s=args.register_period_s or None,
         )
     except ValueError as exc:
         print(f"nzc simulate: {exc}", file=sys.stderr)

@@ -40,6 +40,7 @@ __all__ = [
     "Scenario",
     "Tally",
     "local_days",
+    "period_start",
 ]
 
 #: Formats whose messages carry no reading time (ingest uses the receive time).
@@ -250,6 +251,7 @@ class Scenario:
         neuron_variant: str = "values",
         slot_s: int = 60,
         muted_formats: frozenset[str] = frozenset(),
+        register_period_s: int | None = None,
     ) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0 s, got {interval_s}")
@@ -290,9 +292,18 @@ class Scenario:
             self.report.warnings.append(
                 f"gateways {', '.join(muted)} ({', '.join(sorted(muted_formats))}) are "
                 "simulated but send nothing")
-        initial = self._plan_rollovers(slot_s)
-        self.sim = SiteSimulation(registry, seed, self.start, slot_s=slot_s,
+        if register_period_s is not None and register_period_s <= 0:
+            raise ValueError(f"register_period_s must be > 0 s, got {register_period_s}")
+        self.register_period_s = register_period_s
+        self._slot_s = slot_s
+        anchor = (self.start if register_period_s is None
+                  else period_start(self.start, register_period_s))
+        initial = self._plan_rollovers(slot_s, anchor)
+        if register_period_s is not None:
+            initial = {mid: initial.get(mid, 0.0) for mid in registry.meters}
+        self.sim = SiteSimulation(registry, seed, anchor, slot_s=slot_s,
                                   initial_registers=initial)
+        self._reg_sim = self.sim
 
     # ----------------------------------------------------------------- planning
 
@@ -303,16 +314,16 @@ class Scenario:
         rate = self.faults.rate(fault)
         return rate > 0.0 and self._u(fault, key, n) < rate
 
-    def _plan_rollovers(self, slot_s: int) -> dict[str, float]:
-        """Initial registers that make the chosen meters pass ``register_max`` halfway
-        between two rounds inside the horizon."""
+    def _plan_rollovers(self, slot_s: int, anchor: datetime) -> dict[str, float]:
+        """Initial registers (at ``anchor``) that make the chosen meters pass
+        ``register_max`` halfway between two rounds inside the horizon."""
         if self.faults.rate("rollover") <= 0.0:
             return {}
         chosen = [m for m in self.registry.meters.values()
                   if self._hit("rollover", m.meter_id, 0)]
         if not chosen:
             return {}
-        probe = SiteSimulation(self.registry, self.seed, self.start, slot_s=slot_s)
+        probe = SiteSimulation(self.registry, self.seed, anchor, slot_s=slot_s)
         when: dict[str, int] = {
             m.meter_id: 1 + min(int(self._u("rollover-round", m.meter_id, 0)
                                     * self.horizon_rounds), self.horizon_rounds - 1)
@@ -341,6 +352,25 @@ class Scenario:
     def rounds_done(self) -> int:
         """Rounds computed so far."""
         return self._k
+
+    def readings_at(self, t: datetime) -> list[tuple[str, float]]:
+        """``(meter_id, register)`` of every meter at ``t`` before faults [meter unit].
+
+        With ``register_period_s`` the registers are a pure function of (seed, meter, time):
+        each meter's register counts the energy since the start of the period (a multiple of
+        ``register_period_s`` since the Unix epoch) that contains ``t`` (a period is
+        ``(start, start + period]``): it restarts from zero once a period, a reset to a value
+        reachable in one reading interval, which the counters count exactly (flagged
+        estimated). Without it, registers start from seeded values at the run's start.
+        """
+        if self.register_period_s is None:
+            return self.sim.readings_at(t)
+        anchor = period_start(t, self.register_period_s)
+        if anchor != self._reg_sim.start_utc:
+            self._reg_sim = SiteSimulation(
+                self.registry, self.seed, anchor, slot_s=self._slot_s,
+                initial_registers={mid: 0.0 for mid in self.registry.meters})
+        return self._reg_sim.readings_at(t)
 
     def _device_value(self, m: Meter, st: _MeterState, true: float, k: int) -> float:
         """The meter's own register [meter unit]: the simulated one moved by resets and
@@ -384,7 +414,7 @@ class Scenario:
         k = self._k
         t = self.time_of(k)
         faults = self.report.faults
-        values = dict(self.sim.readings_at(t))
+        values = dict(self.readings_at(t))
         rates = self.sim.rates_at(t) if self._need_rates else None
         for g in self._gateways:
             readings: list[MeterReading] = []
@@ -583,6 +613,15 @@ class Scenario:
     def gateways(self) -> list[tuple[str, str, str, Sequence[Meter]]]:
         """``(site_id, gateway_id, format, meters)`` of every gateway, in registry order."""
         return [(g.site_id, g.gateway_id, g.format, tuple(g.meters)) for g in self._gateways]
+
+
+def period_start(t: datetime, period_s: int) -> datetime:
+    """Start (UTC) of the register period ``(start, start + period_s]`` containing ``t``:
+    periods are multiples of ``period_s`` [s] since the Unix epoch."""
+    ms = round(t.timestamp() * 1000)
+    step = period_s * 1000
+    start = (ms - 1) // step * step
+    return datetime.fromtimestamp(start / 1000, UTC)
 
 
 def local_days(first: datetime, last: datetime, tz_name: str) -> list[date]:

@@ -336,9 +336,17 @@ def test_main_publishes_one_batch_per_gateway_per_round(
     out = capsys.readouterr().out
     assert "20 messages" in out and "70 readings" in out
     assert "cd-park/gw-a: 5 messages, 25 readings" in out
-    # what main publishes is what the simulation computes
-    sim = ParkSimulation(registry, 1, MONDAY)
+    # what main publishes is what the simulation computes: by default every register counts
+    # the energy since the start of its UTC day (a pure function of seed, meter and time)
+    day = datetime(2026, 3, 1, tzinfo=UTC)
+    sim = ParkSimulation(registry, 1, day, initial_registers=dict.fromkeys(registry.meters, 0.0))
     last = MONDAY + timedelta(minutes=4)
+    expected = build_batches(sim.readings_at(last), last, registry.meters)
+    assert [(b.topic, b.payload) for b in expected] == [(t, p) for t, p, _ in fake.sent[-4:]]
+    # --register-period-s 0: registers start from seeded values at --start
+    rc, fake = run_main(["--registry", str(SAMPLE), "--fast", "--count", "5", "--start",
+                         "2026-03-01T16:00:00Z", "--register-period-s", "0"])
+    sim = ParkSimulation(registry, 1, MONDAY)
     expected = build_batches(sim.readings_at(last), last, registry.meters)
     assert [(b.topic, b.payload) for b in expected] == [(t, p) for t, p, _ in fake.sent[-4:]]
 
