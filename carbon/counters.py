@@ -62,6 +62,7 @@ import bisect
 import json
 import math
 import struct
+import zlib
 from array import array
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -166,7 +167,50 @@ def _i64() -> array[int]:
     return array("q")
 
 
-@dataclass
+
+
+def _digest(value: float, period_s: float | None = None) -> int:
+    """32-bit digest of a register value, or of an interval value and its period."""
+    if period_s is None:
+        return zlib.crc32(struct.pack("<d", value))
+    return zlib.crc32(struct.pack("<dd", period_s, value)) ^ 0x5A5A5A5A
+
+
+_I32 = 2**31 - 1
+
+
+def _remembered(st: MeterState, ts_ms: int, digest: int) -> bool:
+    """Whether a dropped reading with this time and digest is remembered."""
+    key = (ts_ms - st.pbase) * 2**32 + digest
+    p = bisect.bisect_left(st.pts, key)
+    return p < len(st.pts) and st.pts[p] == key
+
+
+def _remember(st: MeterState, ts_ms: int, digest: int) -> None:
+    """Remember a dropped reading: its time [ms after ``pbase``] and the digest of its value
+    packed in one 64-bit key (time in the high 32 bits, so the keys sort by time)."""
+    if not st.pts:
+        st.pbase = ts_ms
+    off = ts_ms - st.pbase
+    if -_I32 <= off <= _I32:  # else (a lateness bound over 24 days) it is not remembered
+        key = off * 2**32 + digest
+        p = bisect.bisect_left(st.pts, key)
+        if p == len(st.pts) or st.pts[p] != key:
+            st.pts.insert(p, key)
+
+
+def _forget(st: MeterState, before_ms: int) -> None:
+    """Forget dropped readings older than ``before_ms`` and keep the offsets small."""
+    f = bisect.bisect_left(st.pts, max(before_ms - st.pbase, -_I32) * 2**32)
+    if f:
+        del st.pts[:f]
+    if st.pts and st.pts[0] >> 32 > _I32 // 2:
+        shift = st.pts[0] >> 32
+        st.pts = array("q", [x - shift * 2**32 for x in st.pts])
+        st.pbase += shift
+
+
+@dataclass(slots=True)
 class MeterState:
     """Per-meter state of the counters.
 
@@ -180,35 +224,33 @@ class MeterState:
     still change, ``_NC`` cells per interval from ``base_lo`` [epoch ms].
     ``tot``: current totals (``_NC`` cells per interval from ``tot_lo``), kept up to date.
     ``horizon_ms``: intervals starting before it are final. ``max_ts_ms``: the watermark.
-    ``pts``/``pval`` and ``pend``/``pper``/``pivl``: readings dropped during the last
-    ``lateness_s``, so that a replay of them is recognised as a duplicate.
+    ``pts``: time [ms after ``pbase``] and a 32-bit digest of the value of the readings
+    (registers and interval values) dropped during the last ``lateness_s``, so that a replay
+    of them is recognised as a duplicate (a digest collision could only report a late
+    correction as a duplicate instead of too late; totals are the same either way).
     """
 
     ts: array[int] = field(default_factory=_i64)
     val: array[float] = field(default_factory=_f64)
     flag: bytearray = field(default_factory=bytearray)
-    alt: dict[int, list[float]] = field(default_factory=dict)
+    alt: dict[int, list[float]] | None = None
     iend: array[int] = field(default_factory=_i64)
     iper: array[float] = field(default_factory=_f64)
     ival: array[float] = field(default_factory=_f64)
-    ialt: dict[int, list[list[float]]] = field(default_factory=dict)
+    ialt: dict[int, list[list[float]]] | None = None
     base_lo: int = 0
     base: array[float] = field(default_factory=_f64)
     tot_lo: int = 0
     tot: array[float] = field(default_factory=_f64)
     horizon_ms: int | None = None
     max_ts_ms: int | None = None
+    pbase: int = 0
     pts: array[int] = field(default_factory=_i64)
-    pval: array[float] = field(default_factory=_f64)
-    pend: array[int] = field(default_factory=_i64)
-    pper: array[float] = field(default_factory=_f64)
-    pivl: array[float] = field(default_factory=_f64)
 
     # ---- serialisation -------------------------------------------------------------------
 
-    _ARRAYS = ("ts", "val", "iend", "iper", "ival", "base", "tot", "pts", "pval", "pend",
-               "pper", "pivl")
-    _MAGIC = b"NZM1"
+    _ARRAYS = ("ts", "val", "iend", "iper", "ival", "base", "tot", "pts")
+    _MAGIC = b"NZM2"
 
     def to_bytes(self) -> bytes:
         """Compact binary form: a header, the arrays' raw bytes, the (rare) correction
@@ -216,16 +258,16 @@ class MeterState:
         none_mask = (self.horizon_ms is None) | ((self.max_ts_ms is None) << 1)
         parts = [
             self._MAGIC,
-            struct.pack("<BqqqqI", none_mask, self.horizon_ms or 0, self.max_ts_ms or 0,
-                        self.base_lo, self.tot_lo, len(self.flag)),
+            struct.pack("<BqqqqqI", none_mask, self.horizon_ms or 0, self.max_ts_ms or 0,
+                        self.base_lo, self.tot_lo, self.pbase, len(self.flag)),
             bytes(self.flag),
         ]
         for name in self._ARRAYS:
             arr: array[Any] = getattr(self, name)
             parts.append(struct.pack("<I", len(arr)))
             parts.append(arr.tobytes())
-        extra = (json.dumps([[[k, v] for k, v in self.alt.items()],
-                             [[k, v] for k, v in self.ialt.items()]],
+        extra = (json.dumps([[[k, v] for k, v in (self.alt or {}).items()],
+                             [[k, v] for k, v in (self.ialt or {}).items()]],
                             separators=(",", ":")).encode()
                  if self.alt or self.ialt else b"")
         parts.append(extra)
@@ -238,10 +280,10 @@ class MeterState:
             return cls()
         if data[:4] != cls._MAGIC:
             raise ValueError("not a serialised MeterState")
-        head = struct.Struct("<BqqqqI")
-        none_mask, horizon, max_ts, base_lo, tot_lo, nflag = head.unpack_from(data, 4)
+        head = struct.Struct("<BqqqqqI")
+        none_mask, horizon, max_ts, base_lo, tot_lo, pbase, nflag = head.unpack_from(data, 4)
         pos = 4 + head.size
-        st = cls(base_lo=base_lo, tot_lo=tot_lo,
+        st = cls(base_lo=base_lo, tot_lo=tot_lo, pbase=pbase,
                  horizon_ms=None if none_mask & 1 else horizon,
                  max_ts_ms=None if none_mask & 2 else max_ts)
         st.flag = bytearray(data[pos:pos + nflag])
@@ -254,17 +296,17 @@ class MeterState:
             pos += n * arr.itemsize
         if pos < len(data):
             alt, ialt = json.loads(data[pos:])
-            st.alt = {int(k): v for k, v in alt}
-            st.ialt = {int(k): v for k, v in ialt}
+            st.alt = {int(k): v for k, v in alt} or None
+            st.ialt = {int(k): v for k, v in ialt} or None
         return st
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready representation (the same content as :meth:`to_bytes`)."""
         d: dict[str, Any] = {name: getattr(self, name).tolist() for name in self._ARRAYS}
-        d.update(flag=list(self.flag), alt=[[k, v] for k, v in self.alt.items()],
-                 ialt=[[k, v] for k, v in self.ialt.items()], base_lo=self.base_lo,
-                 tot_lo=self.tot_lo, horizon_ms=self.horizon_ms, max_ts_ms=self.max_ts_ms,
-                 v=2)
+        d.update(flag=list(self.flag), alt=[[k, v] for k, v in (self.alt or {}).items()],
+                 ialt=[[k, v] for k, v in (self.ialt or {}).items()], base_lo=self.base_lo,
+                 tot_lo=self.tot_lo, pbase=self.pbase, horizon_ms=self.horizon_ms,
+                 max_ts_ms=self.max_ts_ms, v=2)
         return d
 
     @classmethod
@@ -275,12 +317,12 @@ class MeterState:
             return cls()
         if d.get("v") != 2:
             return _from_legacy_json(d)
-        st = cls(base_lo=int(d["base_lo"]), tot_lo=int(d["tot_lo"]),
+        st = cls(base_lo=int(d["base_lo"]), tot_lo=int(d["tot_lo"]), pbase=int(d["pbase"]),
                  horizon_ms=d.get("horizon_ms"), max_ts_ms=d.get("max_ts_ms"),
                  flag=bytearray(d["flag"]),
-                 alt={int(k): [float(x) for x in v] for k, v in d.get("alt", [])},
+                 alt={int(k): [float(x) for x in v] for k, v in d.get("alt", [])} or None,
                  ialt={int(k): [[float(p), float(x)] for p, x in v]
-                       for k, v in d.get("ialt", [])})
+                       for k, v in d.get("ialt", [])} or None)
         for name in cls._ARRAYS:
             arr: array[Any] = getattr(st, name)
             arr.extend(d.get(name, []))
@@ -309,8 +351,7 @@ def _from_legacy_json(d: dict[str, Any]) -> MeterState:
             cell = base.get(s, [0.0, 0.0, 0.0, 0.0])
             st.base.extend([*cell, 1.0 if s in base else 0.0])
     for t, v in d.get("pruned", []):
-        st.pts.append(int(t))
-        st.pval.append(float(v))
+        _remember(st, int(t), _digest(float(v)))
     st.tot = array("d")  # recomputed at the first use (interval length not known here)
     st.tot_lo = -1
     return st
@@ -657,14 +698,9 @@ def apply_register(
     pos = bisect.bisect_left(ts, ts_ms)
     known = pos < len(ts) and ts[pos] == ts_ms
     if cut is not None and ts_ms < cut:
-        seen = (known and (st.val[pos] == value or value in st.alt.get(ts_ms, ())))
+        seen = (known and (st.val[pos] == value or value in (st.alt or {}).get(ts_ms, ())))
         if not seen:
-            p = bisect.bisect_left(st.pts, ts_ms)
-            while p < len(st.pts) and st.pts[p] == ts_ms:
-                if st.pval[p] == value:
-                    seen = True
-                    break
-                p += 1
+            seen = _remembered(st, ts_ms, _digest(value))
         if seen:
             return ApplyResult([], None, duplicate=True)
         return ApplyResult([], Rejection(
@@ -673,11 +709,13 @@ def apply_register(
             f"behind the newest reading ({st.max_ts_ms} ms)"))
     first = len(ts) == 0 and not st.iend and not st.base
     if known:
-        if st.val[pos] == value or value in st.alt.get(ts_ms, ()):
+        if st.val[pos] == value or value in (st.alt or {}).get(ts_ms, ()):
             touched = _touched_register(st, pos, interval_s)
             res = _changed(spec, st, (st.tot_lo, st.tot), touched, interval_s)
             return ApplyResult(res, None, duplicate=True)
         brk_before = st.flag.count(_BRK)
+        if st.alt is None:
+            st.alt = {}
         st.alt.setdefault(ts_ms, []).append(st.val[pos])
         st.val[pos] = value
         before = _snapshot(st)
@@ -773,15 +811,11 @@ def apply_interval_value(
     entry = [float(period_s), value]
     k = bisect.bisect_left(st.iend, end_ms)
     known = k < len(st.iend) and st.iend[k] == end_ms
-    seen = known and ([st.iper[k], st.ival[k]] == entry or entry in st.ialt.get(end_ms, []))
+    seen = known and ([st.iper[k], st.ival[k]] == entry
+                      or entry in (st.ialt or {}).get(end_ms, []))
     cut = _cut(st, lateness_s, interval_s)
     if not seen and cut is not None and end_ms < cut:
-        p = bisect.bisect_left(st.pend, end_ms)
-        while p < len(st.pend) and st.pend[p] == end_ms:
-            if [st.pper[p], st.pivl[p]] == entry:
-                seen = True
-                break
-            p += 1
+        seen = _remembered(st, end_ms, _digest(value, float(period_s)))
     if seen and cut is not None and end_ms < cut:
         return ApplyResult([], None, duplicate=True)
     if (cut is not None and end_ms < cut) or (
@@ -824,6 +858,8 @@ def apply_interval_value(
         return ApplyResult([_energy(spec, s, interval_s, _cells_at(st, s, interval_s))
                             for s in touched if st.horizon_ms is None or s >= st.horizon_ms])
     if known:
+        if st.ialt is None:
+            st.ialt = {}
         st.ialt.setdefault(end_ms, []).append([st.iper[k], st.ival[k]])
         st.iper[k] = float(period_s)
         st.ival[k] = value
@@ -896,33 +932,25 @@ def _advance(
     if len(keep) < len(ts):
         kept = set(keep)
         dropped = [(ts[i], v) for i in range(len(ts)) if i not in kept
-                   for v in (st.val[i], *st.alt.get(ts[i], ()))]
+                   for v in (st.val[i], *(st.alt or {}).get(ts[i], ()))]
         for t, v in dropped:
-            p = bisect.bisect_right(st.pts, t)
-            st.pts.insert(p, t)
-            st.pval.insert(p, v)
-            st.alt.pop(t, None)
+            _remember(st, t, _digest(v))
+            if st.alt:
+                st.alt.pop(t, None)
         st.ts = array("q", [ts[i] for i in keep])
         st.val = array("d", [st.val[i] for i in keep])
         st.flag = bytearray(flag[i] for i in keep)
     if n_iv:
         for k in range(n_iv):
-            p = bisect.bisect_right(st.pend, st.iend[k])
-            st.pend.insert(p, st.iend[k])
-            st.pper.insert(p, st.iper[k])
-            st.pivl.insert(p, st.ival[k])
-            st.ialt.pop(st.iend[k], None)
+            end = st.iend[k]
+            _remember(st, end, _digest(st.ival[k], st.iper[k]))
+            for per, v in (st.ialt or {}).pop(end, ()):
+                _remember(st, end, _digest(v, per))
         del st.iend[:n_iv]
         del st.iper[:n_iv]
         del st.ival[:n_iv]
     forget = cut - lateness_s * 1000
-    f = bisect.bisect_left(st.pts, forget)
-    del st.pts[:f]
-    del st.pval[:f]
-    f = bisect.bisect_left(st.pend, forget)
-    del st.pend[:f]
-    del st.pper[:f]
-    del st.pivl[:f]
+    _forget(st, forget)
     # totals before the horizon are final: drop them
     if st.tot and horizon > st.tot_lo:
         skip = (horizon - st.tot_lo) // step * _NC
