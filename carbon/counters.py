@@ -246,6 +246,7 @@ class MeterState:
     max_ts_ms: int | None = None
     pbase: int = 0
     pts: array[int] = field(default_factory=_i64)
+    legacy_base: dict[int, list[float]] | None = None
 
     # ---- serialisation -------------------------------------------------------------------
 
@@ -342,14 +343,7 @@ def _from_legacy_json(d: dict[str, Any]) -> MeterState:
         st.ival.append(float(v))
     base = {int(k): [*map(float, v), 0.0, 0.0, 0.0, 0.0][:4]
             for k, v in d.get("base", {}).items()}
-    if base:
-        step = min((b - a for a, b in zip(sorted(base), sorted(base)[1:], strict=False)),
-                   default=0) or 1
-        lo, hi = min(base), max(base)
-        st.base_lo = lo
-        for s in range(lo, hi + step, step):
-            cell = base.get(s, [0.0, 0.0, 0.0, 0.0])
-            st.base.extend([*cell, 1.0 if s in base else 0.0])
+    st.legacy_base = base or None  # laid out at the first use, when interval_s is known
     for t, v in d.get("pruned", []):
         _remember(st, int(t), _digest(float(v)))
     st.tot = array("d")  # recomputed at the first use (interval length not known here)
@@ -585,7 +579,17 @@ def _energy(spec: MeterSpec, start: int, interval_s: int, total: list[float] | N
 
 
 def _ensure_totals(spec: MeterSpec, st: MeterState, interval_s: int) -> None:
+    """Totals of a state converted from the previous JSON layout are computed at first use."""
     if st.tot_lo == -1:
+        if st.legacy_base:
+            step = interval_s * 1000
+            lo, hi = min(st.legacy_base), max(st.legacy_base)
+            st.base_lo = st.horizon_ms if st.horizon_ms is not None else lo
+            st.base = array("d")
+            for start in range(st.base_lo, hi + step, step):
+                cell = st.legacy_base.get(start)
+                st.base.extend([*cell, 1.0] if cell else [0.0] * _NC)
+            st.legacy_base = None
         _recompute(spec, st, interval_s)
 
 

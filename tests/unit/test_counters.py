@@ -486,3 +486,23 @@ def test_fast_path_equals_full_recompute(steps: list[tuple[str, int, float]],
     starts = sorted(full)
     assert interval_totals(SPEC, fstate, starts, 900) == interval_totals(SPEC, gstate, starts,
                                                                          900)
+
+
+def test_legacy_json_state_with_a_frozen_base_is_converted() -> None:
+    # written by the previous version after readings every 7 min rising 10 per min (lateness
+    # 1800 s): the intervals from 0:45 on are open, 110 of the 0:45 interval is frozen
+    legacy: dict[str, Any] = {
+        "regs": [[T0 + k * MIN, 10.0 * k] for k in range(56, 100, 7)], "ivals": {},
+        "base": {str(T0 + 45 * MIN): [110.0, 660.0, 0.0, 0.0]}, "horizon_ms": T0 + 45 * MIN,
+        "max_ts_ms": T0 + 98 * MIN, "pruned": [[T0 + 35 * MIN, 350.0], [T0 + 42 * MIN, 420.0],
+                                                [T0 + 49 * MIN, 490.0]],
+        "suspects": [], "breaks": []}
+    state = MeterState.from_json(legacy)
+    got = interval_totals(SPEC, state, [T0 + 45 * MIN, T0 + 60 * MIN], 900)
+    assert [iv.quantity for iv in got] == [pytest.approx(150.0), pytest.approx(150.0)]
+    assert got[0].covered_s == pytest.approx(900.0)
+    kw = {"interval_s": 900, "lateness_s": 1800}
+    assert apply_register(SPEC, state, T0 + 42 * MIN, 420.0, **kw).duplicate
+    res = apply_register(SPEC, state, T0 + 105 * MIN, 1050.0, **kw)
+    assert {iv.interval_start_ms: iv.quantity for iv in res.intervals} == {
+        T0 + 90 * MIN: pytest.approx(150.0)}
