@@ -218,7 +218,8 @@ class MeterState:
     reading before the cut, and pending replacement candidates before it): ``ts`` [epoch ms],
     ``val`` [canonical unit], ``flag`` (classification), sorted by time, one value per time.
     ``alt``: values seen before at a kept time and superseded by a correction.
-    Interval values kept: ``iend`` [epoch ms], ``iper`` [s], ``ival`` [canonical unit], sorted
+    Interval values kept: ``iend`` [epoch ms] and ``iv`` (period [s], value [canonical unit]
+    of each, interleaved), sorted
     by end; ``ialt``: superseded ``[period_s, value]`` per end.
     ``base``: the frozen fold of what dropped readings contributed to intervals that can
     still change, ``_NC`` cells per interval from ``base_lo`` [epoch ms].
@@ -235,8 +236,7 @@ class MeterState:
     flag: bytearray = field(default_factory=bytearray)
     alt: dict[int, list[float]] | None = None
     iend: array[int] = field(default_factory=_i64)
-    iper: array[float] = field(default_factory=_f64)
-    ival: array[float] = field(default_factory=_f64)
+    iv: array[float] = field(default_factory=_f64)
     ialt: dict[int, list[list[float]]] | None = None
     base_lo: int = 0
     base: array[float] = field(default_factory=_f64)
@@ -250,8 +250,8 @@ class MeterState:
 
     # ---- serialisation -------------------------------------------------------------------
 
-    _ARRAYS = ("ts", "val", "iend", "iper", "ival", "base", "tot", "pts")
-    _MAGIC = b"NZM2"
+    _ARRAYS = ("ts", "val", "iend", "iv", "base", "tot", "pts")
+    _MAGIC = b"NZM3"
 
     def to_bytes(self) -> bytes:
         """Compact binary form: a header, the arrays' raw bytes, the (rare) correction
@@ -339,8 +339,7 @@ def _from_legacy_json(d: dict[str, Any]) -> MeterState:
         st.flag.append(_BRK if int(t) in breaks else _ACC)
     for end, (p, v) in sorted((int(k), pv) for k, pv in d.get("ivals", {}).items()):
         st.iend.append(end)
-        st.iper.append(float(p))
-        st.ival.append(float(v))
+        st.iv.extend((float(p), float(v)))
     base = {int(k): [*map(float, v), 0.0, 0.0, 0.0, 0.0][:4]
             for k, v in d.get("base", {}).items()}
     st.legacy_base = base or None  # laid out at the first use, when interval_s is known
@@ -481,7 +480,7 @@ def _contributions(spec: MeterSpec, st: MeterState, upto_ts: int | None = None,
         end = st.iend[k]
         if ival_before is not None and end >= ival_before:
             break
-        out.append((end, 1, end - int(st.iper[k] * 1000), end, st.ival[k], False))
+        out.append((end, 1, end - int(st.iv[2 * k] * 1000), end, st.iv[2 * k + 1], False))
     out.sort(key=lambda c: (c[0], c[1]))
     return out
 
@@ -815,7 +814,7 @@ def apply_interval_value(
     entry = [float(period_s), value]
     k = bisect.bisect_left(st.iend, end_ms)
     known = k < len(st.iend) and st.iend[k] == end_ms
-    seen = known and ([st.iper[k], st.ival[k]] == entry
+    seen = known and ([st.iv[2 * k], st.iv[2 * k + 1]] == entry
                       or entry in (st.ialt or {}).get(end_ms, []))
     cut = _cut(st, lateness_s, interval_s)
     if not seen and cut is not None and end_ms < cut:
@@ -843,8 +842,7 @@ def apply_interval_value(
     if (FAST_PATH and not known and k == len(st.iend)
             and (last_acc < 0 or st.ts[last_acc] <= end_ms) and (st.tot or not st.base)):
         st.iend.append(end_ms)
-        st.iper.append(float(period_s))
-        st.ival.append(value)
+        st.iv.extend((float(period_s), value))
         c: _Contribution = (end_ms, 1, start_ms, end_ms, value, False)
         if not st.tot and st.horizon_ms is None:
             st.tot_lo = interval_floor(start_ms, interval_s)
@@ -864,13 +862,12 @@ def apply_interval_value(
     if known:
         if st.ialt is None:
             st.ialt = {}
-        st.ialt.setdefault(end_ms, []).append([st.iper[k], st.ival[k]])
-        st.iper[k] = float(period_s)
-        st.ival[k] = value
+        st.ialt.setdefault(end_ms, []).append([st.iv[2 * k], st.iv[2 * k + 1]])
+        st.iv[2 * k] = float(period_s)
+        st.iv[2 * k + 1] = value
     else:
         st.iend.insert(k, end_ms)
-        st.iper.insert(k, float(period_s))
-        st.ival.insert(k, value)
+        st.iv[2 * k:2 * k] = array("d", (float(period_s), value))
     before = _snapshot(st)
     _recompute(spec, st, interval_s)
     _advance(spec, st, end_ms, interval_s=interval_s, lateness_s=lateness_s)
@@ -947,12 +944,11 @@ def _advance(
     if n_iv:
         for k in range(n_iv):
             end = st.iend[k]
-            _remember(st, end, _digest(st.ival[k], st.iper[k]))
+            _remember(st, end, _digest(st.iv[2 * k + 1], st.iv[2 * k]))
             for per, v in (st.ialt or {}).pop(end, ()):
                 _remember(st, end, _digest(v, per))
         del st.iend[:n_iv]
-        del st.iper[:n_iv]
-        del st.ival[:n_iv]
+        del st.iv[:2 * n_iv]
     forget = cut - lateness_s * 1000
     _forget(st, forget)
     # totals before the horizon are final: drop them
