@@ -203,9 +203,11 @@ def build_inputs(period: Period, data: Mapping[str, Sequence[Mapping[str, Any]]]
     cem = fr["carrier_emissions"]
     instruments = fr["instruments"]
     s2_market = green_used = cert_used = sinks = reductions = 0.0
+    shares: dict[date, float] = {}
     for m in months:
         mstart, mend = month_start_utc(m), month_start_utc(_add_months(m, 1))
         share = min(1.0, max(0.0, (min(mend, period.end) - mstart) / (mend - mstart)))
+        shares[m] = share
         grid_kwh = _sum(energy.filter((pl.col("month") == m)
                                       & (pl.col("carrier") == "grid_import")), "quantity")
         grid_mkt = _sum(cem.filter((pl.col("month") == m) & (pl.col("carrier") == "grid_import")
@@ -240,7 +242,8 @@ def build_inputs(period: Period, data: Mapping[str, Sequence[Mapping[str, Any]]]
         certificate_used_kwh=cert_used, sinks_tco2=sinks, reductions_tco2=reductions,
         denominators=dens, it_load_kwh=it_kwh, data_centre_kwh=dc_kwh,
         it_completeness=it_completeness, factors=list(factors),
-        period_start=period.start.isoformat(), period_end=period.end.isoformat())
+        period_start=period.start.isoformat(), period_end=period.end.isoformat(),
+        month_shares=shares)
 
 
 # --- the scorecard ------------------------------------------------------------------------
@@ -482,14 +485,19 @@ def load_sample_entries(admin_url: str, directory: Path = SAMPLE_DIR) -> list[st
     return out
 
 
-def demo_scorecards(settings: Any, period: str = "mtd") -> int:
+def demo_scorecards(settings: Any, period: str | None = None) -> int:
     """For ``nzc demo``: import the sample denominators and baselines, then print and store
-    a scorecard for every site."""
+    a scorecard for every site: month to date, or the previous month on a month's first
+    local day (the demo replays the hours before now)."""
     from db.scorecard import site_ids
 
     for line in load_sample_entries(settings.database_admin_url):
         print(f"   sample denominators/baselines {line}")
     now = datetime.now(UTC)
+    if period is None:
+        local = now.astimezone(ZoneInfo(TZ))
+        prev = _add_months(date(local.year, local.month, 1), -1)
+        period = "mtd" if local.day > 1 else f"{prev:%Y-%m}"
     for site_id in site_ids(settings.database_reader_url):
         card = scorecard_for_site(settings.database_reader_url, site_id, period, now)
         print("\n" + format_scorecard(card))

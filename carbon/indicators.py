@@ -328,6 +328,7 @@ class PeriodInputs:
     factors: Sequence[Mapping[str, Any]] = ()
     period_start: str | None = None
     period_end: str | None = None
+    month_shares: Mapping[date, float] = field(default_factory=dict)
 
     def qty(self, carrier: str) -> float:
         """Quantity of a carrier (0 when no boundary meter reported it)."""
@@ -433,13 +434,15 @@ def judge(value: float | None, reference: float | None, direction: str, unit: st
 def denominator_value(inputs: PeriodInputs, kind: str) -> tuple[float | None, dict[str, Any]]:
     """The period's denominator: mean over the months for a stock (latest earlier entry
     carried forward), sum for a flow; ``None`` with the reason when a month lacks it or it
-    is zero. Returns the value and its trace."""
+    is zero. A flow entered for a month that is still running counts in proportion to the
+    elapsed share of the month (``month_shares``). Returns the value and its trace."""
     entries = sorted(inputs.denominators.get(kind, ()), key=lambda e: e.month)
     used: list[dict[str, Any]] = []
     missing: list[str] = []
     values: list[float] = []
     trace: dict[str, Any]
     for m in inputs.months:
+        share = 1.0 if kind in STOCK_KINDS else inputs.month_shares.get(m, 1.0)
         if kind in STOCK_KINDS:
             earlier = [e for e in entries if e.month <= m]
             entry = earlier[-1] if earlier else None
@@ -448,10 +451,11 @@ def denominator_value(inputs: PeriodInputs, kind: str) -> tuple[float | None, di
         if entry is None:
             missing.append(f"{m:%Y-%m}")
             continue
-        values.append(entry.value)
+        values.append(entry.value * share)
         used.append({"kind": kind, "month": f"{m:%Y-%m}", "value": entry.value,
                      "unit": DENOMINATOR_UNITS[kind], "source": entry.source,
-                     "carried_from": None if entry.month == m else f"{entry.month:%Y-%m}"})
+                     "carried_from": None if entry.month == m else f"{entry.month:%Y-%m}",
+                     "share_of_month": share})
     trace = {"kind": kind, "unit": DENOMINATOR_UNITS[kind], "entries": used,
              "missing_months": missing, "aggregate": "mean" if kind in STOCK_KINDS else "sum"}
     if missing or not values:

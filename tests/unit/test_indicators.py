@@ -427,3 +427,16 @@ def test_entries_csv_validation() -> None:
     rows, errors = parse_entries_csv("site_id,kind,year,value,unit,source\n"
                                      "s1,emissions_tco2,2022,100,tCO2,\n", {"s1"}, baseline=True)
     assert rows == [] and "needs its source" in errors[0]
+
+
+def test_monthly_flows_are_prorated_in_a_running_month() -> None:
+    now = datetime(2026, 3, 16, 16, 0, tzinfo=UTC)  # local 2026-03-17 00:00: 16 of 31 days
+    card = build_scorecard(site("park", "park"), period_for("mtd", now), park_data(), now)
+    e_loc = (100_000 * GAS_KG_PER_M3 + 3_000_000 * 0.1564) / 1000
+    inten = row(card, "intensity_value_added_reduction_40")
+    assert inten["value"] == pytest.approx(
+        (1 - (e_loc / (50_000 * 16 / 31)) / (12_000 / 400_000)) * 100)
+    heat = row(card, "waste_heat_recovery_30")
+    assert heat["value"] == pytest.approx(2_000 / (5_000 * 16 / 31) * 100)
+    assert heat["trace"]["denominators"][0]["entries"][0]["share_of_month"] == pytest.approx(
+        16 / 31)
