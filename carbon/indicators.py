@@ -415,15 +415,15 @@ def judge(value: float | None, reference: float | None, direction: str, unit: st
     if value is None or reference is None or not math.isfinite(value):
         return NO_DATA
     ok = value <= reference if direction == "<=" else value >= reference
+    incomplete = completeness is not None and completeness < COMPLETE_SHARE
+    if incomplete:
+        notes.append(f"数据完整度 {completeness:.1%} < 90 % data completeness")
     if not ok:
         return NOT_MET
     margin = (MARGIN_POINTS if unit == "%" else abs(reference) * MARGIN_RELATIVE)
-    risky = False
+    risky = incomplete
     if margin > 0 and abs(value - reference) < margin:
         notes.append(f"接近参考值 close to the reference ({value:.4g} vs {reference:.4g})")
-        risky = True
-    if completeness is not None and completeness < COMPLETE_SHARE:
-        notes.append(f"数据完整度 {completeness:.1%} < 90 % data completeness")
         risky = True
     if projection_meets is False:
         notes.append("按当前趋势年末未达标 the year-end projection misses the reference")

@@ -440,3 +440,25 @@ def test_monthly_flows_are_prorated_in_a_running_month() -> None:
     assert heat["value"] == pytest.approx(2_000 / (5_000 * 16 / 31) * 100)
     assert heat["trace"]["denominators"][0]["entries"][0]["share_of_month"] == pytest.approx(
         16 / 31)
+
+
+def test_region_water_and_enterprise_product_intensity() -> None:
+    data = region_data([MARCH])
+    data["energy"].append(energy(MARCH, "water", 450_000.0))
+    data["meters"].append({"carrier": "water", "boundary": 1, "total": 1})
+    card = build_scorecard(site("region", "region"), period_for("2026-03", NOW), data, NOW)
+    water = row(card, "water_per_capita_160")
+    # 450,000 m3 = 450,000,000 L over 100,000 people and 31 days = 145.2 L/(person.d)
+    assert water["value"] == pytest.approx(450_000_000 / 100_000 / 31)
+    assert water["status"] == "met"
+    # enterprise (Chengdu): per unit of product, a flow summed over the month
+    data = region_data([MARCH])
+    data["denominators"] = [{"kind": "product_output", "month": MARCH, "value": 2_000.0,
+                             "source": "ERP"}]
+    data["baselines"].append({"year": 2022, "kind": "product_output", "value": 20_000.0,
+                              "unit": "t", "source": "2022 ERP", "method": "entered"})
+    card = build_scorecard(site("ent", "enterprise"), period_for("2026-03", NOW), data, NOW)
+    e = 10_000_000 * 0.4476 / 1000
+    inten = row(card, "intensity_product_decline")
+    assert inten["value"] == pytest.approx((1 - (e / 2_000) / (120_000 / 20_000)) * 100)
+    assert inten["status"] == "met"
