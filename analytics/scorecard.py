@@ -32,7 +32,6 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from analytics.monthly import month_share
 from carbon.indicators import (
     AT_RISK,
     CORE,
@@ -169,6 +168,19 @@ def frames(data: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, pl.Data
         out[key] = (pl.DataFrame(rows, schema=schema, orient="row") if rows
                     else pl.DataFrame(schema=schema))
     return out
+
+
+def month_share(instruments: pl.DataFrame, month: date, kinds: tuple[str, ...]) -> float:
+    """Sum of the instruments of ``kinds`` allocated to ``month`` [their unit]: each spread
+    evenly over its months, certificates only when retired (as the monthly close does)."""
+    total = 0.0
+    for row in instruments.filter(pl.col("kind").is_in(list(kinds))
+                                  & pl.col("retired")).iter_rows(named=True):
+        start, end = row["period_start"], row["period_end"]
+        if start <= month <= end:
+            n = (end.year - start.year) * 12 + end.month - start.month + 1
+            total += row["quantity"] / n
+    return total
 
 
 def _sum(df: pl.DataFrame, col: str) -> float:

@@ -67,6 +67,16 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int | None:
     """Run one of these subcommands; ``None`` when ``args.cmd`` is not one of them."""
     if args.cmd not in COMMANDS:
         return None
+    from carbon.indicators import IndicatorError
+
+    try:
+        return _dispatch(args, settings)
+    except (IndicatorError, ValueError) as exc:
+        print(f"错误 error: {exc}")
+        return 1
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     from analytics.scorecard import current_user
 
     by = getattr(args, "by", None) or current_user()

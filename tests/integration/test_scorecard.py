@@ -173,6 +173,10 @@ def test_declared_is_marked_and_the_scorecard_is_stored_per_day(landed: Pipeline
     # a metered indicator cannot be declared
     assert nzc(["declare", "--site", "ind-park", "--indicator", "renewable_share_10",
                 "--value", "50", "--evidence", "x"]) == 1
+    assert nzc(["declare", "--site", "ind-park", "--indicator", "no_such_indicator",
+                "--value", "1", "--evidence", "x"]) == 1
+    assert nzc(["declare", "--site", "ind-park", "--indicator", "park_green_coverage",
+                "--value", "lots", "--evidence", "x"]) == 1  # a number is required
     card = scorecard_for_site(s.database_reader_url, "ind-park", "2026-02", NOW)
     rows = {r["id"]: r for r in card["indicators"]}
     assert rows["park_leading_body"]["kind"] == "declared"
