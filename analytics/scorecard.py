@@ -258,6 +258,34 @@ def build_inputs(period: Period, data: Mapping[str, Sequence[Mapping[str, Any]]]
         month_shares=shares)
 
 
+def month_to_date(data: Mapping[str, Sequence[Mapping[str, Any]]], now: datetime
+                  ) -> PeriodInputs:
+    """Inputs of the local month holding ``now``, up to ``now``."""
+    return build_inputs(period_for("mtd", now), data)
+
+
+def year_to_date(data: Mapping[str, Sequence[Mapping[str, Any]]], now: datetime
+                 ) -> PeriodInputs:
+    """Inputs of the local year holding ``now``, up to ``now``."""
+    return build_inputs(period_for("ytd", now), data)
+
+
+def rolling_12_months(data: Mapping[str, Sequence[Mapping[str, Any]]], now: datetime
+                      ) -> PeriodInputs:
+    """Inputs of the current month to date and the 11 months before it."""
+    return build_inputs(period_for("r12", now), data)
+
+
+def closed_months(data: Mapping[str, Sequence[Mapping[str, Any]]], now: datetime,
+                  n: int = 12) -> list[PeriodInputs]:
+    """Inputs of each of the last ``n`` closed local months, oldest first."""
+    local = now.astimezone(ZoneInfo(TZ))
+    current = date(local.year, local.month, 1)
+    fr = frames(data)
+    return [build_inputs(month_period(_add_months(current, -k), now), data, fr)
+            for k in range(n, 0, -1)]
+
+
 # --- the scorecard ------------------------------------------------------------------------
 
 
@@ -298,6 +326,8 @@ def build_scorecard(site: Mapping[str, Any], period: Period,
     trace {period, formula, quantities, emissions, instruments, factors, denominators,
     baseline, ...}, projection {ytd_tco2, projected_year_tco2, annual_limit_tco2,
     trajectory_to_date_tco2, remaining_budget_tco2, required_tco2_per_day, meets} or None}],
+    "monthly": [{month (YYYY-MM), indicators {id: {value, status, completeness}}}] (the last
+    12 closed months up to the period, oldest first; metered indicators),
     "readiness": {ready, core_total, core_met, core_not_met [ids], stable_months,
     stable_months_required, stable_detail [{month, stable, failing}], reasons [text]}}``.
     """
@@ -336,24 +366,31 @@ def build_scorecard(site: Mapping[str, Any], period: Period,
     rows = [_row(ind, res, method) for ind, res in evaluate(period, metered, ytd_inputs)]
     rows += [_row(d, judge_declared(d, decls.get(d.id)), "-") for d in declared]
 
-    # stable operation: closed months in a row, newest first
+    # each closed month (the last 12 up to the period's end): every metered indicator, for
+    # the plots; stable operation = closed months in a row, newest first
     local_now = now.astimezone(ZoneInfo(TZ))
     current = date(local_now.year, local_now.month, 1)
     last_closed = min(period.months[-1], _add_months(current, -1))
-    core_metered = [i for i in metered if i.type == CORE]
-    stable, detail = 0, []
-    month = last_closed
-    for _ in range(12):
-        mp = month_period(month, now)
-        res = evaluate(mp, core_metered, None)
-        failing = [ind.id for ind, r in res if r.status not in (MET, AT_RISK)
-                   or r.completeness is None or r.completeness < 0.9]
-        ok = bool(res) and not failing
+    core_ids = {i.id for i in metered if i.type == CORE}
+    monthly: list[dict[str, Any]] = []
+    stable, detail, broken = 0, [], False
+    for k in range(12):
+        month = _add_months(last_closed, -k)
+        res = evaluate(month_period(month, now), metered, None)
+        monthly.append({"month": f"{month:%Y-%m}", "indicators": {
+            ind.id: {"value": r.value, "status": r.status, "completeness": r.completeness}
+            for ind, r in res}})
+        if broken:
+            continue
+        failing = [ind.id for ind, r in res if ind.id in core_ids and (
+            r.status not in (MET, AT_RISK) or r.completeness is None or r.completeness < 0.9)]
+        ok = bool(core_ids) and not failing
         detail.append({"month": f"{month:%Y-%m}", "stable": ok, "failing": failing})
-        if not ok:
-            break
-        stable += 1
-        month = _add_months(month, -1)
+        if ok:
+            stable += 1
+        else:
+            broken = True
+    monthly.reverse()
     core = [r for r in rows if r["type"] == CORE]
     core_met = [r for r in core if r["status"] in (MET, AT_RISK)]
     not_met = [r["id"] for r in core if r["status"] not in (MET, AT_RISK)]
@@ -374,6 +411,7 @@ def build_scorecard(site: Mapping[str, Any], period: Period,
         "computed_at": now.astimezone(UTC).isoformat(),
         "method": method,
         "indicators": rows,
+        "monthly": monthly,
         "readiness": {"ready": ready, "core_total": len(core), "core_met": len(core_met),
                       "core_not_met": not_met, "stable_months": stable,
                       "stable_months_required": need, "stable_detail": detail,

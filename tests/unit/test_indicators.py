@@ -462,3 +462,24 @@ def test_region_water_and_enterprise_product_intensity() -> None:
     inten = row(card, "intensity_product_decline")
     assert inten["value"] == pytest.approx((1 - (e / 2_000) / (120_000 / 20_000)) * 100)
     assert inten["status"] == "met"
+
+
+def test_one_function_per_period_and_the_monthly_series() -> None:
+    from analytics.scorecard import closed_months, month_to_date, rolling_12_months, year_to_date
+
+    data = region_data([date(2026, 1, 1), date(2026, 2, 1), MARCH])
+    months = closed_months(data, NOW, 3)
+    assert [m.months for m in months] == [(date(2026, 1, 1),), (date(2026, 2, 1),), (MARCH,)]
+    assert [m.days for m in months] == [31, 28, 31]
+    assert all(m.qty("grid_import") == 10_000_000 for m in months)
+    ytd = year_to_date(data, NOW)
+    assert ytd.qty("grid_import") == 30_000_000
+    assert ytd.days == pytest.approx(31 + 28 + 31 + 9 + 8 / 24)  # NOW: local 04-10 08:00
+    assert ytd.scope2_location_kgco2 == pytest.approx(30_000_000 * 0.4476)
+    assert rolling_12_months(data, NOW).qty("grid_import") == 30_000_000
+    assert not month_to_date(data, NOW).has_energy_data  # April has no data yet
+    card = build_scorecard(site("region", "region"), period_for("ytd", NOW), data, NOW)
+    assert len(card["monthly"]) == 12 and card["monthly"][-1]["month"] == "2026-03"
+    march = card["monthly"][-1]["indicators"]["renewable_share_10"]
+    assert march["value"] == pytest.approx(2_000_000 / 12_000_000 * 100)
+    assert card["monthly"][0]["indicators"]["renewable_share_10"]["status"] == NO_DATA
