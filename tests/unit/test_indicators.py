@@ -483,3 +483,20 @@ def test_one_function_per_period_and_the_monthly_series() -> None:
     march = card["monthly"][-1]["indicators"]["renewable_share_10"]
     assert march["value"] == pytest.approx(2_000_000 / 12_000_000 * 100)
     assert card["monthly"][0]["indicators"]["renewable_share_10"]["status"] == NO_DATA
+
+
+def test_sample_denominators_and_baselines_validate_against_the_sample_registry() -> None:
+    from pathlib import Path
+
+    from analytics.scorecard import SAMPLE_DIR
+    from nzc.registry import load_registry
+
+    sites = set(load_registry(Path(__file__).resolve().parents[2] / "simulators" / "sites").sites)
+    for name, baseline in (("denominators.csv", False), ("baselines.csv", True)):
+        rows, errors = parse_entries_csv((SAMPLE_DIR / name).read_text(encoding="utf-8"),
+                                         sites, baseline=baseline)
+        assert errors == [] and rows, name
+    # every sample site has a baseline-year emissions total, entered with its source
+    rows, _ = parse_entries_csv((SAMPLE_DIR / "baselines.csv").read_text(encoding="utf-8"),
+                                sites, baseline=True)
+    assert {r.site_id for r in rows if r.kind == "emissions_tco2"} == sites
