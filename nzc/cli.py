@@ -157,6 +157,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             print(f"still catching up after {args.drain_timeout_s} s: {last}; the rest stays "
                   "in Kafka and lands when the workers run again (nzc demo --keep-running)")
         cmd_summary(settings)
+        from analytics.scorecard import demo_scorecards
+
+        demo_scorecards(settings)
     finally:
         if not args.keep_running:
             for w in workers:
@@ -197,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--to", dest="end", required=True, help="ISO time with offset (exclusive)")
     rec.add_argument("--data-year", type=int, help="pin the grid factors' data year")
     rec.add_argument("--factors", type=Path, help="YAML factors file (default NZC_FACTORS)")
+    from nzc import cli_scorecard
+
+    cli_scorecard.add_parsers(sub)
     demo = sub.add_parser("demo", help="services + workers + simulator + summary")
     demo.add_argument("--duration-s", type=int, default=6 * 3600,
                       help="simulated seconds to publish (default 6 h)")
@@ -245,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_recompute(settings, args)
     if args.cmd == "demo":
         return cmd_demo(settings, args)
+    rc = cli_scorecard.dispatch(args, settings)
+    if rc is not None:
+        return rc
     parser.error(f"unknown command {args.cmd}")
     return 2
 
