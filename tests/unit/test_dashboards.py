@@ -57,7 +57,8 @@ def test_validates_against_grafana_schema(spec: build.Spec,
 
 def test_schema_rejects_a_broken_dashboard(validator: jsonschema.Draft7Validator) -> None:
     good = SPECS[0].to_dict()
-    for key, breakage in [("templating", None), ("refresh", 60), ("panelz", [])]:
+    breakages: list[tuple[str, object]] = [("templating", None), ("refresh", 60), ("panelz", [])]
+    for key, breakage in breakages:
         d = copy.deepcopy(good)
         if breakage is None:
             del d[key]
