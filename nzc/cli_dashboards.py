@@ -38,7 +38,7 @@ def add_parsers(sub: Any) -> None:
 def push(url: str, token: str, timeout_s: float = 10.0) -> list[str]:
     """Create missing folders and upload every dashboard (overwriting); returns what was
     done, one line each. Raises grafana_client's ``GrafanaException`` on an HTTP error."""
-    from grafana_client import GrafanaApi
+    from grafana_client.api import GrafanaApi
     from grafana_client.client import GrafanaClientError
 
     from dashboards.build import FOLDERS, all_dashboards

@@ -9,7 +9,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -18,8 +18,8 @@ from nzc.cli_dashboards import push
 
 
 class Recorder(BaseHTTPRequestHandler):
-    requests: list[tuple[str, str, str, Any]] = []
-    existing = {"facility"}
+    requests: ClassVar[list[tuple[str, str, str, Any]]] = []
+    existing: ClassVar[set[str]] = {"facility"}
 
     def _reply(self, code: int, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
