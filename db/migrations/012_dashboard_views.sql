@@ -74,8 +74,9 @@ WITH RECURSIVE t AS (
 SELECT * FROM t;
 
 -- A meter is offline when its newest reading is older than its gap limit (meters.max_gap_s,
--- else 1800 s, NZC_MAX_GAP_S's default). Repair deadline: 24 h after the last reading (the
--- project's default service level; a gap that long is estimated and flagged in every total).
+-- else 1800 s, NZC_MAX_GAP_S's default). Repair deadline: 72 h after the last reading (a
+-- calendar approximation of the alert rules' 3 working days; the alerts module's own
+-- deadline, in working days, is the one that escalates).
 -- One index probe per meter (primary key (meter_id, ts)), never a scan of the readings.
 CREATE VIEW dash_meter_status AS
 SELECT m.meter_id, m.site_id, m.group_name, m.carrier, m.gateway_id,
@@ -83,7 +84,7 @@ SELECT m.meter_id, m.site_id, m.group_name, m.carrier, m.gateway_id,
        coalesce(m.max_gap_s, 1800) AS max_gap_s,
        (r.ts IS NULL OR r.ts < now() - make_interval(secs => coalesce(m.max_gap_s, 1800)))
            AS offline,
-       r.ts + interval '24 hours' AS repair_due,
+       r.ts + interval '72 hours' AS repair_due,
        extract(epoch FROM now() - r.ts) / 3600.0 AS silent_h
 FROM meters m
 LEFT JOIN LATERAL (
