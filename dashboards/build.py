@@ -3,9 +3,10 @@
 - ``nzc-energy-manager`` 能源管理（实时）: emissions today vs the typical day (location and
   market), by carrier and by building/enterprise, the sub-meter tree with the unmetered
   remainder, on-site PV and renewable share, month to date vs the target trajectory;
-- ``nzc-facility`` 设施运维: night base load per building vs its typical level, offline meters
-  and their repair deadlines, sub-meter imbalance;
-- ``nzc-reviewer`` 审核: monthly totals with completeness and estimated share, restatements.
+- ``nzc-facility`` 设施运维: active alerts, night base load per building vs its typical level,
+  offline meters and their repair deadlines, sub-meter imbalance;
+- ``nzc-reviewer`` 审核: monthly totals with completeness and estimated share, close status,
+  restatements.
 
 Panels read only the views and functions of ``db/queries.py``'s storage (rollups of migrations
 004-006) and of ``db/migrations/012_dashboard_views.sql``. ``python -m dashboards.build``
@@ -231,6 +232,17 @@ def facility() -> Spec:
     """设施运维 Facility staff."""
     d = _dashboard("nzc-facility", "设施运维 Facility staff", ["facility"], "now-7d", "5m")
     d = d.with_panel(_table(
+        "当前告警 Active alerts",
+        "SELECT site_id AS \"站点 site\", kind AS \"类型 kind\", subject AS \"对象 subject\",\n"
+        "       severity AS \"级别 severity\", state AS \"状态 state\","
+        " since AS \"开始 since\",\n"
+        "       deadline AS \"期限 deadline\", value AS \"值 value\","
+        " threshold AS \"阈值 threshold\",\n"
+        "       acked_by AS \"确认人 acknowledged by\"\n"
+        "FROM dash_active_alerts\n"
+        f"WHERE {BOUNDARY_SITE}\n"
+        "ORDER BY severity, since", h=8))
+    d = d.with_panel(_table(
         "离线表计与维修期限 Offline meters and repair deadlines",
         "SELECT site_id AS \"站点 site\", meter_id AS \"表计 meter\","
         " group_name AS \"楼栋 group\",\n"
@@ -287,6 +299,16 @@ def reviewer() -> Spec:
         "FROM dash_site_monthly\n"
         f"WHERE $__timeFilter(month_start) AND {BOUNDARY_SITE}\n"
         "ORDER BY 1, 2", "kg"))
+    d = d.with_panel(_table(
+        "月结状态 Monthly close status",
+        "SELECT site_id AS \"站点 site\", month AS \"月份 month\", state AS \"状态 state\",\n"
+        "       version AS \"版本 version\", submitted_at AS \"提交 submitted\",\n"
+        "       returned_at AS \"退回 returned\", verified_at AS \"核定 verified\","
+        " comment AS \"意见 comment\"\n"
+        "FROM dash_close_status\n"
+        f"WHERE {BOUNDARY_SITE}\n"
+        "  AND month >= ($__timeFrom()::timestamptz AT TIME ZONE 'Asia/Shanghai')::date\n"
+        "ORDER BY site_id, month", w=12))
     d = d.with_panel(_table(
         "重算记录 Restatements (recompute audit)",
         "SELECT done_at AS \"时间 done at\", done_by AS \"操作人 by\", site_id AS \"站点 site\",\n"

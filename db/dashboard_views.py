@@ -84,6 +84,12 @@ WHERE t.site_id = %(site)s
 ORDER BY t.path
 """
 
+ACTIVE_ALERTS_SQL = """
+SELECT kind, subject, severity, state, since, deadline, value, threshold
+FROM dash_active_alerts WHERE site_id = %(site)s
+ORDER BY severity, since
+"""
+
 REJECTIONS_SQL = """
 SELECT d.code, count(*) AS n, max(d.received_at) AS newest, min(d.reason) AS sample
 FROM dead_letters d JOIN meters m ON m.meter_id = d.meter_id
@@ -99,7 +105,8 @@ def site_page(database_url: str, site_id: str, now: datetime,
     hourly rollups, ``meters`` (the tree, depth-first, with each meter's energy over the last
     24 h [unit], its sub-meters' sum and the unmetered remainder, its status and newest
     reading [register, canonical unit]), ``rejections`` (dead letters of its meters in the
-    last 24 h by code). None for an unknown site."""
+    last 24 h by code), ``alerts`` (pending and firing alerts of the alert rules, migration
+    011, when installed). None for an unknown site."""
     if method not in ("location", "market"):
         raise ValueError(f"method={method!r}: expected 'location' or 'market'")
     end = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
@@ -113,6 +120,7 @@ def site_page(database_url: str, site_id: str, now: datetime,
         rows = conn.execute(CARRIER_24H_SQL, params).fetchall()
         meters = conn.execute(METER_TREE_SQL, params).fetchall()
         rejections = conn.execute(REJECTIONS_SQL, params).fetchall()
+        alerts = conn.execute(ACTIVE_ALERTS_SQL, params).fetchall()
     hours = [start + timedelta(hours=h) for h in range(24)]
     index = {h: i for i, h in enumerate(hours)}
     carriers: dict[str, list[float | None]] = {}
@@ -120,4 +128,4 @@ def site_page(database_url: str, site_id: str, now: datetime,
         series = carriers.setdefault(r["carrier"], [None] * 24)
         series[index[r["bucket_start"]]] = float(r["kgco2"])
     return {"site": site, "hours": hours, "carriers": carriers, "meters": meters,
-            "rejections": rejections}
+            "rejections": rejections, "alerts": alerts}

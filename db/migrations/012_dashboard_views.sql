@@ -15,6 +15,8 @@
 --                               against the mean of the 14 nights before
 --   dash_site_monthly           per site and local month: totals, completeness, estimated share
 --   dash_restatements           recompute_audit with the change in kgCO2
+--   dash_active_alerts          pending and firing alerts (alerts, migration 011)
+--   dash_close_status           the reviewers' month states (month_closes, migration 010)
 --   nzc_today_vs_typical(now, weeks)  the SQL of db.queries.today_vs_typical
 --   nzc_month_to_date(now, method)    the SQL of db.queries.month_to_date
 --
@@ -272,6 +274,46 @@ LEFT JOIN site_targets tg ON tg.site_id = s.site_id AND tg.year = f.year
     AND tg.method = p_method
 ORDER BY s.site_id
 $$;
+
+-- Views over tables that other parts add (alerts: 011, the reviewers' close: 010): defined
+-- over them when they exist as this migration runs, else as empty views with the same
+-- columns. A database that got those tables later re-creates them with
+-- SELECT nzc_dash_optional_views(); (as the schema owner).
+CREATE FUNCTION nzc_dash_optional_views() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF to_regclass('public.alerts') IS NOT NULL THEN
+        EXECUTE $v$CREATE OR REPLACE VIEW dash_active_alerts AS
+            SELECT site_id, kind, rule_id, subject, severity, state,
+                   coalesce(firing_since, pending_since) AS since, value, threshold, typical,
+                   deadline, acked_by
+            FROM alerts WHERE state IN ('pending', 'firing')$v$;
+    ELSE
+        EXECUTE $v$CREATE OR REPLACE VIEW dash_active_alerts AS
+            SELECT NULL::text AS site_id, NULL::text AS kind, NULL::text AS rule_id,
+                   NULL::text AS subject, NULL::text AS severity, NULL::text AS state,
+                   NULL::timestamptz AS since, NULL::float8 AS value,
+                   NULL::float8 AS threshold, NULL::float8 AS typical,
+                   NULL::timestamptz AS deadline, NULL::text AS acked_by
+            WHERE false$v$;
+    END IF;
+    IF to_regclass('public.month_closes') IS NOT NULL THEN
+        EXECUTE $v$CREATE OR REPLACE VIEW dash_close_status AS
+            SELECT site_id, month, state, version, submitted_at, returned_at, verified_at,
+                   comment
+            FROM month_closes$v$;
+    ELSE
+        EXECUTE $v$CREATE OR REPLACE VIEW dash_close_status AS
+            SELECT NULL::text AS site_id, NULL::date AS month, NULL::text AS state,
+                   NULL::integer AS version, NULL::timestamptz AS submitted_at,
+                   NULL::timestamptz AS returned_at, NULL::timestamptz AS verified_at,
+                   NULL::text AS comment
+            WHERE false$v$;
+    END IF;
+END
+$$;
+SELECT nzc_dash_optional_views();
+REVOKE EXECUTE ON FUNCTION nzc_dash_optional_views() FROM PUBLIC;
+GRANT SELECT ON dash_active_alerts, dash_close_status TO nzc_reader, nzc_writer;
 
 GRANT SELECT ON dash_group_meters, dash_group_energy_hourly, dash_group_emissions_hourly,
     dash_submeter_hourly, dash_meter_tree, dash_meter_status, dash_night_base_load,

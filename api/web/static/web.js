@@ -120,10 +120,14 @@
           "<td class=\"last-value\">" + num(m.last_value, 3) + "</td>" +
           "<td>" + when(m.last_reading_at) + "</td><td class=\"text\">" + status + "</td></tr>";
       }).join("");
-      var alerts = data.meters.filter(function (m) { return m.offline; }).map(function (m) {
+      var alerts = data.alerts.map(function (a) {
+        return "<li class=\"" + (a.state === "firing" ? "bad" : "") + "\">" + esc(a.severity) +
+          " · " + esc(a.kind) + " · " + esc(a.subject) + "（" + esc(a.state) + " 自 since " +
+          when(a.since) + (a.deadline ? "，期限 due " + when(a.deadline) : "") + "）</li>";
+      }).concat(data.meters.filter(function (m) { return m.offline; }).map(function (m) {
         return "<li class=\"bad\">表计离线 meter offline: " + esc(m.meter_id) +
           "（最后读数 last reading " + when(m.last_reading_at) + "）</li>";
-      }).concat(data.rejections.map(function (r) {
+      })).concat(data.rejections.map(function (r) {
         return "<li>拒收 rejected: " + esc(r.code) + " × " + r.n + " — " + esc(r.sample) + "</li>";
       }));
       document.getElementById("alerts").innerHTML = alerts.length ? alerts.join("") :
