@@ -9,6 +9,7 @@
     nzc registry load|diff                       store the registry (with history) / compare
     nzc close --site S --month YYYY-MM           a reviewer's monthly close with its evidence
     nzc recompute --site S --from D --to D ...   restate emissions with another factor
+    nzc alerts run|rules|list|ack|demo ...       alert evaluator and acknowledgements
     nzc demo                                     all of the above, end to end
 """
 
@@ -21,6 +22,7 @@ import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from nzc import cli_alerts
 from nzc.settings import Settings
 
 
@@ -197,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--to", dest="end", required=True, help="ISO time with offset (exclusive)")
     rec.add_argument("--data-year", type=int, help="pin the grid factors' data year")
     rec.add_argument("--factors", type=Path, help="YAML factors file (default NZC_FACTORS)")
+    cli_alerts.add_parsers(sub)
     demo = sub.add_parser("demo", help="services + workers + simulator + summary")
     demo.add_argument("--duration-s", type=int, default=6 * 3600,
                       help="simulated seconds to publish (default 6 h)")
@@ -225,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.cmd == "db":
         return cmd_migrate(settings)
+    if (code := cli_alerts.dispatch(args, settings)) is not None:
+        return code
     if args.cmd == "ingest":
         from ingest.bridge import run_ingest
 
