@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -382,7 +382,7 @@ def test_robot_failures_retried_visible_and_long_messages_cut(
 
     monkeypatch.setattr(ch, "BACKOFF_S", 0.01)
     sink = RobotSink(18071 + _OFF, SECRET)
-    rows: list[dict[str, Any]] = []
+    rows: list[Mapping[str, Any]] = []
     try:
         wrong = Channel("feishu", "feishu", f"{sink.url}/feishu", "SECwrong", None, rows.append)
         wecom = Channel("wecom", "wecom", f"{sink.url}/wecom?key=k", None, None, rows.append)
