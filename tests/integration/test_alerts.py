@@ -405,3 +405,47 @@ def test_robot_failures_retried_visible_and_long_messages_cut(
     content = sent[0]["body"]["markdown"]["content"]
     assert len(content.encode("utf-8")) <= 4096 and content.endswith("truncated)")
     assert [r["truncated"] for r in rows if r["channel"] == "wecom"] == [True]
+
+
+def interval_rows(meter: str, start: datetime, kwh: list[float]) -> list[dict[str, Any]]:
+    return [{"meter_id": meter, "interval_start": start + timedelta(minutes=15 * i),
+             "interval_s": 900, "site_id": "hc-campus", "carrier": "grid_import",
+             "quantity": q, "unit": "kWh", "covered_s": 900.0, "quality": "measured",
+             "estimated_quantity": 0.0, "estimated_s": 0.0} for i, q in enumerate(kwh)]
+
+
+def test_submeter_imbalance_with_pv_netting_and_gaps(stack: Stack) -> None:
+    st = stack
+    start = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
+    rules = rules_from("""
+rules:
+  - id: imb
+    kind: imbalance
+    match: {meters: [hc-teach-main]}
+    params: {tolerance: 0.1, window: 1h}
+  - id: imb-net
+    kind: imbalance
+    match: {meters: [hc-teach-main]}
+    params: {tolerance: 0.1, window: 1h, net_pv: true, pv_meters: [hc-pv]}
+""")
+    with psycopg.connect(st.settings.database_url) as conn:
+        # the parent is net of 2 kWh of PV per interval: 7 = (4 + 4 + 1) - 2
+        inject_intervals(conn, interval_rows("hc-teach-main", start, [7.0] * 4))
+        inject_intervals(conn, interval_rows("hc-library", start, [1.0] * 4))
+        inject_intervals(conn, interval_rows("hc-teach-a", start, [4.0] * 4))
+        inject_intervals(conn, interval_rows("hc-teach-b", start, [4.0] * 4))
+        inject_intervals(conn, [{**r, "carrier": "onsite_renewable"}
+                                for r in interval_rows("hc-pv", start, [2.0] * 4)])
+    ev = st.evaluator(rules, with_am=False)
+    fired = {fp for fp, e in ev.cycle().events if e == "firing"}
+    # gross: |28 - 36| / 28 = 0.29 > 0.1 fires; netted: |28 - (36 - 8)| / 28 = 0 does not
+    assert fired == {"imb|hc-teach-main"}
+    with psycopg.connect(st.settings.database_reader_url) as conn:
+        value = conn.execute("SELECT value FROM alerts WHERE fingerprint = "
+                             "'imb|hc-teach-main'").fetchone()
+    assert value is not None and value[0] == pytest.approx(8 / 28)
+    # a gap in a child: unknown, never read as zero (the alert neither resolves nor moves)
+    with psycopg.connect(st.settings.database_admin_url) as conn:
+        conn.execute("DELETE FROM energy_intervals WHERE meter_id = 'hc-teach-b' "
+                     "AND interval_start = %s", (start + timedelta(minutes=30),))
+    assert ev.cycle().events == []
