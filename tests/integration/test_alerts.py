@@ -163,7 +163,7 @@ def stack(services: Settings, tmp_path: Path) -> Iterator[Stack]:
         conn.execute("TRUNCATE alert_events, alerts, alert_cursors, alert_deliveries, "
                      "alert_rules RESTART IDENTITY CASCADE")
         conn.execute("DELETE FROM energy_intervals WHERE site_id = 'hc-campus'")
-        conn.execute("DELETE FROM readings WHERE meter_id LIKE 'hc-%'")
+        conn.execute("DELETE FROM readings WHERE meter_id LIKE 'hc-%' OR meter_id = 'alert-el'")
     sync_registry(services.database_admin_url, load_registry(CAMPUS), str(CAMPUS),
                   registry_text(CAMPUS))
     st = Stack(services, AlertSettings.from_env(), sink, smtp)
@@ -449,3 +449,38 @@ rules:
         conn.execute("DELETE FROM energy_intervals WHERE meter_id = 'hc-teach-b' "
                      "AND interval_start = %s", (start + timedelta(minutes=30),))
     assert ev.cycle().events == []
+
+
+def test_end_to_end_through_mqtt_and_the_stream(stack: Stack, pipeline: Any) -> None:
+    """A meter's readings published over MQTT, through ingest, Kafka and the stream into the
+    readings table: silent for 10 min it fires; its next reading clears it."""
+    from nzc.registry import load_registry
+    from tests.integration.conftest import publish_payloads, query
+
+    st = stack
+    registry = load_registry(REPO / "tests" / "data" / "registry.yaml")
+    ev = Evaluator(st.settings.database_url, registry, rules_from("""
+rules:
+  - id: e2e-offline
+    kind: offline
+    match: {meters: [alert-el]}
+    params: {after_min: 5}
+"""), st.asettings, Alertmanager(st.asettings.alertmanager_url))
+    topic = "nzc/v1/alert-site/gw-alert/readings"
+
+    def publish(ts: datetime, register: float) -> None:
+        ms = int(ts.timestamp() * 1000)
+        publish_payloads(st.settings, [(topic, json.dumps(
+            {"meter": "alert-el", "ts": ms, "register": register, "unit": "kWh"}).encode())])
+        wait_for(lambda: query(st.settings, "SELECT 1 FROM readings WHERE meter_id = "
+                               "'alert-el' AND ts = %s", (ts.replace(microsecond=ms % 1000
+                                                                     * 1000),)),
+                 120, "the reading in the database")
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    publish(now - timedelta(minutes=10), 100.0)
+    assert ("e2e-offline|alert-el", "firing") in ev.cycle().events
+    cycle_until(ev, lambda: len(st.robot("/wecom", "firing")) == 1, "the firing message")
+    publish(datetime.now(UTC).replace(microsecond=0), 101.0)
+    cycle_until(ev, lambda: len(st.robot("/wecom", "resolved")) == 1, "the resolved message")
+    assert [e for _, e in events(st.settings)] == ["pending", "firing", "resolved"]
