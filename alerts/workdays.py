@@ -8,18 +8,31 @@ including adjusted working weekends (调休), as maintained in the ``chinesecale
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+log = logging.getLogger("nzc.alerts")
+_warned: set[int] = set()
 
 
 def is_workday(day: date) -> bool:
     """Whether ``day`` is a working day in mainland China (statutory holidays off,
-    adjusted working weekends on)."""
-    return bool(chinese_calendar.is_workday(day))
+    adjusted working weekends on). For a year the installed ``chinesecalendar`` does not
+    cover yet (the State Council publishes the next year's arrangement each autumn; update
+    the pin then), Monday to Friday, with a warning once per year."""
+    try:
+        return bool(chinese_calendar.is_workday(day))
+    except NotImplementedError:
+        if day.year not in _warned:
+            _warned.add(day.year)
+            log.warning("chinesecalendar %s has no holiday data for %d: counting Monday to "
+                        "Friday as working days; update the package",
+                        getattr(chinese_calendar, "__version__", "?"), day.year)
+        return day.weekday() < 5
 
 
 def repair_deadline(since: datetime, working_days: int = 3, tz: ZoneInfo = SHANGHAI) -> datetime:

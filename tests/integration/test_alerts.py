@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -484,3 +485,29 @@ rules:
     publish(datetime.now(UTC).replace(microsecond=0), 101.0)
     cycle_until(ev, lambda: len(st.robot("/wecom", "resolved")) == 1, "the resolved message")
     assert [e for _, e in events(st.settings)] == ["pending", "firing", "resolved"]
+
+
+def test_offline_past_the_repair_deadline_escalates(stack: Stack) -> None:
+    st = stack
+    sh = ZoneInfo("Asia/Shanghai")
+    last = datetime(2025, 9, 30, 10, 0, tzinfo=sh)  # deadline 2025-10-12 00:00 (unit test)
+    with psycopg.connect(st.settings.database_url) as conn:
+        inject_reading(conn, "hc-canteen-gas", last, 1.0, "m3")
+    ev = st.evaluator(rules_from("""
+rules:
+  - id: offline
+    kind: offline
+    match: {meters: [hc-canteen-gas]}
+    params: {after_min: 30}
+"""), with_am=False)
+    before = ev.cycle(now=datetime(2025, 10, 11, 23, 59, tzinfo=sh)).events
+    assert ("offline|hc-canteen-gas", "firing") in before
+    assert not any(fp.endswith("|overdue") for fp, _ in before)
+    after = ev.cycle(now=datetime(2025, 10, 12, 0, 1, tzinfo=sh)).events
+    assert after == [("offline|hc-canteen-gas|overdue", "pending"),
+                     ("offline|hc-canteen-gas|overdue", "firing")]
+    with psycopg.connect(st.settings.database_reader_url) as conn:
+        labels = conn.execute("SELECT labels FROM alerts WHERE fingerprint = "
+                              "'offline|hc-canteen-gas|overdue'").fetchone()
+    assert labels is not None
+    assert labels[0]["alertname"] == "RepairOverdue" and labels[0]["severity"] == "critical"

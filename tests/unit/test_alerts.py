@@ -172,3 +172,10 @@ def test_message_in_chinese_names_site_meter_value_threshold_since() -> None:
     for part in ("hc-dorm-1 / dormitory", "15.00 kW", "7.00 kW", "典型 typical 5.00 kW",
                  "2026-11-25 00:30", "2026-11-25 05:00", "http://x/alerts/1"):
         assert part in text
+
+
+def test_deadline_beyond_the_calendar_data_falls_back_to_weekdays() -> None:
+    # chinesecalendar 1.11.0 holds data up to 2026: Thu 30 Dec 2027 -> Fri 31, Mon 3 Jan,
+    # Tue 4 Jan 2028 (weekdays only; no holiday data)
+    since = datetime(2027, 12, 30, 9, 0, tzinfo=SH)
+    assert repair_deadline(since) == datetime(2028, 1, 5, 0, 0, tzinfo=SH)
