@@ -492,6 +492,9 @@ class Evaluator:
                 report = self.cycle(periodic=periodic, now=now)
             except psycopg.OperationalError as exc:
                 log.warning("database unavailable, retrying: %s", exc)
+            except Exception:  # a bad rule or row must not stop every other rule for good
+                log.exception("evaluation cycle failed; retrying in %.0f s",
+                              self.settings.eval_s)
             else:
                 if periodic:
                     last_periodic = now

@@ -7,6 +7,7 @@
     nzc alerts deliveries              the robot receiver's newest delivery attempts
     nzc alerts receiver                run the robot receiver in the foreground
     nzc alerts demo                    inject a night-load anomaly and an offline meter
+    nzc alerts config                  print alertmanager.yml rendered from alerts/routing.yaml
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def add_parsers(sub: Any) -> None:
     ack.add_argument("--comment", default="")
     a.add_parser("deliveries", help="newest delivery attempts of the robot receiver")
     a.add_parser("receiver", help="run the robot receiver in the foreground")
+    a.add_parser("config", help="print alertmanager.yml rendered from the routing file "
+                 "(for docker-compose or another Alertmanager)")
     demo = a.add_parser("demo", help="inject a night-load anomaly and an offline meter into "
                         "the campus sample site and show the two alerts delivered")
     demo.add_argument("--timeout-s", type=float, default=120.0)
@@ -123,6 +126,11 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int | None:
                   f"attempt {d['attempt']} {'ok' if d['ok'] else 'FAILED'} {d['bytes']} B"
                   + (" (cut)" if d["truncated"] else "") + (f" {d['error']}" if d["error"]
                                                            else ""))
+        return 0
+    if cmd == "config":
+        from alerts.am import render_config
+
+        print(render_config(asettings), end="")
         return 0
     if cmd == "receiver":
         from alerts.channels import main as receiver_main
