@@ -462,10 +462,12 @@ class Evaluator:
             return
         rows = q.to_sync(conn, now, RESEND.total_seconds())
         try:
-            self.am.post_alerts([self._payload(r, now) for r in rows])
+            # silences of acknowledged alerts that resolved go first: Alertmanager would
+            # otherwise drop the resolved notification of a still-silenced alert
             for s in q.acked_resolved(conn):
                 self.am.expire_silence(s["silence_id"])
                 q.clear_silence(conn, s["alert_id"])
+            self.am.post_alerts([self._payload(r, now) for r in rows])
         except AlertmanagerError as exc:
             report.post_error = str(exc)
             log.warning("Alertmanager not updated (retried next cycle): %s", exc)

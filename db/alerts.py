@@ -53,10 +53,10 @@ ON CONFLICT (fingerprint) DO UPDATE SET labels = excluded.labels, state = exclud
     resolved_at = excluded.resolved_at, observed_at = excluded.observed_at,
     value = excluded.value, threshold = excluded.threshold, typical = excluded.typical,
     deadline = excluded.deadline, evidence = excluded.evidence,
-    -- a new episode (pending again after resolved) starts unacknowledged and unsynced
+    -- a new episode (pending again after resolved) starts unacknowledged; its old silence
+    -- (silence_id kept) is expired by the evaluator, see acked_resolved()
     acked_by = CASE WHEN excluded.state = 'pending' THEN NULL ELSE a.acked_by END,
     acked_at = CASE WHEN excluded.state = 'pending' THEN NULL ELSE a.acked_at END,
-    silence_id = CASE WHEN excluded.state = 'pending' THEN NULL ELSE a.silence_id END,
     updated_at = now()
 RETURNING alert_id
 """
@@ -204,10 +204,12 @@ def record_ack(conn: psycopg.Connection[Any], alert_id: int, by: str, at: dateti
 
 
 def acked_resolved(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
-    """Resolved alerts that still hold a silence (to be expired)."""
+    """Alerts holding a silence that must go: resolved, or a new episode (acknowledgement
+    reset) whose silence from the previous episode was not expired yet."""
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute("SELECT alert_id, silence_id FROM alerts WHERE state IN "
-                           "('resolved', 'inactive') AND silence_id IS NOT NULL").fetchall()
+        return cur.execute("SELECT alert_id, silence_id FROM alerts WHERE silence_id IS NOT "
+                           "NULL AND (state IN ('resolved', 'inactive') OR acked_at IS NULL)")\
+            .fetchall()
 
 
 def clear_silence(conn: psycopg.Connection[Any], alert_id: int) -> None:
