@@ -179,3 +179,23 @@ def test_deadline_beyond_the_calendar_data_falls_back_to_weekdays() -> None:
     # Tue 4 Jan 2028 (weekdays only; no holiday data)
     since = datetime(2027, 12, 30, 9, 0, tzinfo=SH)
     assert repair_deadline(since) == datetime(2028, 1, 5, 0, 0, tzinfo=SH)
+
+
+def test_indicator_rule_skipped_with_a_log_line_without_scorecard(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import sys
+
+    from alerts.config import AlertSettings
+    from alerts.evaluate import Evaluator
+    from nzc.registry import load_registry
+
+    monkeypatch.setitem(sys.modules, "analytics.scorecard", None)  # import -> ImportError
+    rules = parse_rules({"rules": [{"id": "pue", "kind": "indicator",
+                                    "params": {"indicator": "pue", "threshold": 1.25}}]})
+    ev = Evaluator("postgresql://unused", load_registry(REPO / "simulators" / "sites"), rules,
+                   AlertSettings.from_env(), None)
+    with caplog.at_level("INFO", logger="nzc.alerts"):
+        assert ev._indicator(None, rules[0], T0) == []  # type: ignore[arg-type]
+        assert ev._indicator(None, rules[0], T0) == []  # type: ignore[arg-type]
+    skipped = [r for r in caplog.records if "rule pue skipped" in r.getMessage()]
+    assert len(skipped) == 1 and "analytics.scorecard" in skipped[0].getMessage()
