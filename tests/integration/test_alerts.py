@@ -511,3 +511,25 @@ rules:
                               "'offline|hc-canteen-gas|overdue'").fetchone()
     assert labels is not None
     assert labels[0]["alertname"] == "RepairOverdue" and labels[0]["severity"] == "critical"
+
+
+def test_routing_file_inhibits_imbalance_of_an_offline_parent(stack: Stack) -> None:
+    """The project's routing file as Alertmanager runs it: a parent meter offline inhibits
+    its sub-meter imbalance alert; another parent's imbalance stays active."""
+    am = Alertmanager(stack.asettings.alertmanager_url)
+    now = datetime.now(UTC)
+
+    def alert(name: str, meter: str) -> dict[str, Any]:
+        return {"labels": {"alertname": name, "site": "hc-campus", "meter": meter,
+                           "severity": "warning"}, "annotations": {},
+                "startsAt": now, "endsAt": now + timedelta(minutes=5)}
+
+    am.post_alerts([alert("MeterOffline", "hc-teach-main"),
+                    alert("SubmeterImbalance", "hc-teach-main"),
+                    alert("SubmeterImbalance", "hc-dorm-main")])
+    state = wait_for(lambda: {(a["labels"]["alertname"], a["labels"]["meter"]):
+                              bool(a["status"]["inhibitedBy"]) for a in am.alerts()}
+                     if len(am.alerts()) == 3 else None, 30, "the three alerts")
+    assert state == {("MeterOffline", "hc-teach-main"): False,
+                     ("SubmeterImbalance", "hc-teach-main"): True,
+                     ("SubmeterImbalance", "hc-dorm-main"): False}
