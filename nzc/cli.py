@@ -9,6 +9,7 @@
     nzc registry load|diff                       store the registry (with history) / compare
     nzc close --site S --month YYYY-MM           a reviewer's monthly close with its evidence
     nzc recompute --site S --from D --to D ...   restate emissions with another factor
+    nzc alerts run|rules|list|ack|demo ...       alert evaluator and acknowledgements
     nzc demo                                     all of the above, end to end
     nzc dashboards build|push --url U --token T  Grafana dashboards as code
     nzc web                                      the built-in web view (no Grafana)
@@ -23,7 +24,7 @@ import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from nzc import cli_dashboards
+from nzc import cli_alerts, cli_dashboards
 from nzc.settings import Settings
 
 
@@ -206,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     from nzc import cli_scorecard
 
     cli_scorecard.add_parsers(sub)
+    cli_alerts.add_parsers(sub)
     demo = sub.add_parser("demo", help="services + workers + simulator + summary")
     demo.add_argument("--duration-s", type=int, default=6 * 3600,
                       help="simulated seconds to publish (default 6 h)")
@@ -237,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         return code
     if args.cmd == "db":
         return cmd_migrate(settings)
+    if (code := cli_alerts.dispatch(args, settings)) is not None:
+        return code
     if args.cmd == "ingest":
         from ingest.bridge import run_ingest
 

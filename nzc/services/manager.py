@@ -34,6 +34,7 @@ from nzc.services import (
     log,
     run,
 )
+from nzc.services import alertmanager as alertmanager_mod
 from nzc.services import kafka as kafka_mod
 from nzc.services import mosquitto as mosquitto_mod
 from nzc.services import postgres as postgres_mod
@@ -49,11 +50,15 @@ def services(settings: Settings) -> list[ManagedService]:
         mosquitto_mod.Mosquitto(settings),
         kafka_mod.Kafka(settings),
         postgres_mod.Postgres(settings),
+        # alerts (issue 13): the router and our robot receiver
+        alertmanager_mod.AlertmanagerService(settings),
+        alertmanager_mod.AlertReceiverService(settings),
     ]
 
 
 def _required_apt_packages() -> list[str]:
-    packages = [*mosquitto_mod.APT_PACKAGES, *postgres_mod.APT_PACKAGES]
+    packages = [*mosquitto_mod.APT_PACKAGES, *postgres_mod.APT_PACKAGES,
+                *alertmanager_mod.APT_PACKAGES]
     for program, package in kafka_mod.REQUIRED_PROGRAMS.items():
         if shutil.which(program) is None:
             packages.append(package)

@@ -33,6 +33,9 @@ TEST_ENV = {
     "NZC_LATENESS_S": "21600",
     "NZC_MAX_CLOCK_SKEW_S": "300",
     "NZC_KAFKA_SESSION_TIMEOUT_S": "10",
+    # alerts (issue 13)
+    "NZC_ALERTMANAGER_PORT": str(19021 + _OFF),
+    "NZC_ALERT_RECEIVER_PORT": str(19022 + _OFF),
 }
 for _k, _v in TEST_ENV.items():
     os.environ[_k] = _v

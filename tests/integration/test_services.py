@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import uuid
 
@@ -29,13 +30,14 @@ def launched() -> Settings:
 
 def test_status_reports_all_three_up(launched: Settings) -> None:
     report = status(launched)
-    assert set(report) == {"mosquitto", "kafka", "postgres"}
+    assert set(report) == {"mosquitto", "kafka", "postgres", "alertmanager", "alert-receiver"}
     for name, st in report.items():
         assert st["running"], f"{name} not running: {st}"
         assert st["answering"], f"{name} not answering: {st}"
         assert isinstance(st["pid"], int)
     assert report["mosquitto"]["port"] == launched.mqtt_port
     assert report["postgres"]["port"] == launched.pg_port
+    assert report["alertmanager"]["port"] == int(os.environ["NZC_ALERTMANAGER_PORT"])
 
 
 def test_mqtt_connect_and_qos1_round_trip(launched: Settings) -> None:
