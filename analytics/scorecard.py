@@ -560,3 +560,14 @@ def current_user() -> str:
     return os.environ.get("NZC_USER") or getpass.getuser()
 
 
+
+
+def current_indicators(database_url: str, site_id: str,
+                       now: datetime | None = None) -> dict[str, float | None]:
+    """The metered indicators of ``site_id`` month to date as of ``now``: id -> value (in the
+    indicator's unit; ``None`` for no data). Used by the alert rules of kind ``indicator``
+    (:mod:`alerts.evaluate`)."""
+    card = scorecard_for_site(database_url, site_id, "mtd", now)
+    return {str(i["id"]): (float(i["value"]) if isinstance(i.get("value"), int | float)
+                           else None)
+            for i in card["indicators"] if i.get("kind") == "metered"}
