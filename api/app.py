@@ -29,6 +29,16 @@ from db import review as dbr
 from nzc.settings import Settings
 
 PREFIX = "/api/v1"
+# one alias per action; every route takes exactly one of them (module level, so that the
+# annotations resolve under `from __future__ import annotations`)
+ReadCaller = Annotated[Caller, Depends(Need("read"))]
+AlertsCaller = Annotated[Caller, Depends(Need("alerts"))]
+SubmitCaller = Annotated[Caller, Depends(Need("submit"))]
+EnterCaller = Annotated[Caller, Depends(Need("enter"))]
+VerifyCaller = Annotated[Caller, Depends(Need("verify"))]
+ReturnCaller = Annotated[Caller, Depends(Need("return"))]
+RestateCaller = Annotated[Caller, Depends(Need("restate"))]
+ScanCaller = Annotated[Caller, Depends(Need("scan"))]
 
 
 class Comment(BaseModel):
@@ -115,21 +125,19 @@ def create_app(settings: Settings, config: ReviewConfig | None = None) -> FastAP
     def _lookup(request: Request, exc: LookupError) -> JSONResponse:
         return JSONResponse(status_code=404, content={"detail": str(exc)})
 
-    read = Annotated[Caller, Depends(Need("read"))]
-
     @app.get(f"{PREFIX}/me", tags=["users"])
-    def me(caller: read) -> dict[str, Any]:
+    def me(caller: ReadCaller) -> dict[str, Any]:
         """Who the token belongs to, its role and scope."""
         return {"name": caller.name, "role": caller.role, "sites": caller.sites}
 
     @app.get(f"{PREFIX}/sites", tags=["sites"])
-    def sites(caller: read) -> list[dict[str, Any]]:
+    def sites(caller: ReadCaller) -> list[dict[str, Any]]:
         """The sites in the caller's scope."""
         with dbr.connect(url) as conn:
             return dbr.list_sites(conn, caller.sites)
 
     @app.get(f"{PREFIX}/sites/{{site_id}}", tags=["sites"])
-    def site(site_id: str, caller: read) -> dict[str, Any]:
+    def site(site_id: str, caller: ReadCaller) -> dict[str, Any]:
         """One site."""
         with dbr.connect(url) as conn:
             row = dbr.get_site(conn, site_id)
@@ -138,25 +146,25 @@ def create_app(settings: Settings, config: ReviewConfig | None = None) -> FastAP
         return row
 
     @app.get(f"{PREFIX}/sites/{{site_id}}/meters", tags=["sites"])
-    def meters(site_id: str, caller: read) -> list[dict[str, Any]]:
+    def meters(site_id: str, caller: ReadCaller) -> list[dict[str, Any]]:
         """The meters of a site (boundary meters have no parent)."""
         with dbr.connect(url) as conn:
             return dbr.list_meters(conn, site_id)
 
     @app.get(f"{PREFIX}/closes", tags=["closes"])
-    def closes(caller: read) -> list[dict[str, Any]]:
+    def closes(caller: ReadCaller) -> list[dict[str, Any]]:
         """The state of every month in scope (a reviewer's queue)."""
         with dbr.connect(url) as conn:
             return dbr.list_closes(conn, caller.sites)
 
     @app.get(f"{PREFIX}/sites/{{site_id}}/closes", tags=["closes"])
-    def site_closes(site_id: str, caller: read) -> list[dict[str, Any]]:
+    def site_closes(site_id: str, caller: ReadCaller) -> list[dict[str, Any]]:
         """The state of each month of a site that has one."""
         with dbr.connect(url) as conn:
             return dbr.list_closes(conn, caller.sites, site_id)
 
     @app.get(f"{PREFIX}/sites/{{site_id}}/months/{{month}}", tags=["closes"])
-    def month_view(site_id: str, month: str, caller: read) -> dict[str, Any]:
+    def month_view(site_id: str, month: str, caller: ReadCaller) -> dict[str, Any]:
         """A month's figures with their quality and its checks: live for an open month, the
         snapshot for a verified (frozen) one."""
         with dbr.connect(url) as conn:
@@ -164,14 +172,14 @@ def create_app(settings: Settings, config: ReviewConfig | None = None) -> FastAP
 
     @app.post(f"{PREFIX}/sites/{{site_id}}/months/{{month}}/submit", tags=["closes"])
     def submit(site_id: str, month: str,
-               caller: Annotated[Caller, Depends(Need("submit"))]) -> dict[str, Any]:
+               caller: SubmitCaller) -> dict[str, Any]:
         """Submit a draft or returned month (site manager); 422 with the failed checks."""
         with dbr.connect(url) as conn:
             return closing.submit(conn, site_id, _month(month), caller.name, interval_s, cfg)
 
     @app.post(f"{PREFIX}/sites/{{site_id}}/months/{{month}}/return", tags=["closes"])
     def return_(site_id: str, month: str, body: Comment,
-                caller: Annotated[Caller, Depends(Need("return"))]) -> dict[str, Any]:
+                caller: ReturnCaller) -> dict[str, Any]:
         """Return a submitted month with comments (reviewer)."""
         with dbr.connect(url) as conn:
             return closing.return_month(conn, site_id, _month(month), caller.name,
@@ -179,19 +187,19 @@ def create_app(settings: Settings, config: ReviewConfig | None = None) -> FastAP
 
     @app.post(f"{PREFIX}/sites/{{site_id}}/months/{{month}}/verify", tags=["closes"])
     def verify(site_id: str, month: str,
-               caller: Annotated[Caller, Depends(Need("verify"))]) -> dict[str, Any]:
+               caller: VerifyCaller) -> dict[str, Any]:
         """Verify a submitted month (reviewer): its figures are frozen as a snapshot."""
         with dbr.connect(url) as conn:
             return closing.verify(conn, site_id, _month(month), caller.name, interval_s, cfg)
 
     @app.get(f"{PREFIX}/sites/{{site_id}}/months/{{month}}/snapshots", tags=["closes"])
-    def snapshots(site_id: str, month: str, caller: read) -> list[dict[str, Any]]:
+    def snapshots(site_id: str, month: str, caller: ReadCaller) -> list[dict[str, Any]]:
         """Every frozen version of a month: canonical text, SHA-256, reviewer, time."""
         with dbr.connect(url) as conn:
             return dbr.list_snapshots(conn, site_id, _month(month))
 
     @app.get(f"{PREFIX}/sites/{{site_id}}/monthly", tags=["exports"])
-    def monthly(site_id: str, caller: read, year: int = Query(ge=2000, le=2100)
+    def monthly(site_id: str, caller: ReadCaller, year: int = Query(ge=2000, le=2100)
                 ) -> list[dict[str, Any]]:
         """Monthly totals of a year with their quality columns (frozen months from their
         snapshot)."""
@@ -199,7 +207,7 @@ def create_app(settings: Settings, config: ReviewConfig | None = None) -> FastAP
             return closing.monthly_rows(conn, site_id, year, interval_s, cfg)
 
     @app.get(f"{PREFIX}/sites/{{site_id}}/monthly.csv", tags=["exports"])
-    def monthly_csv(site_id: str, caller: read, year: int = Query(ge=2000, le=2100)
+    def monthly_csv(site_id: str, caller: ReadCaller, year: int = Query(ge=2000, le=2100)
                     ) -> Response:
         """The monthly totals as CSV (UTF-8 with BOM, so Excel reads the Chinese)."""
         with dbr.connect(url) as conn:
@@ -213,7 +221,7 @@ def create_app(settings: Settings, config: ReviewConfig | None = None) -> FastAP
                                  f'attachment; filename="{site_id}-{year}-monthly.csv"'})
 
     @app.get(f"{PREFIX}/sites/{{site_id}}/monthly.xlsx", tags=["exports"])
-    def monthly_xlsx(site_id: str, caller: read, year: int = Query(ge=2000, le=2100)
+    def monthly_xlsx(site_id: str, caller: ReadCaller, year: int = Query(ge=2000, le=2100)
                      ) -> Response:
         """The monthly totals as an Excel workbook (sheet ``monthly``)."""
         with dbr.connect(url) as conn:
@@ -233,14 +241,14 @@ def create_app(settings: Settings, config: ReviewConfig | None = None) -> FastAP
                                  f'attachment; filename="{site_id}-{year}-monthly.xlsx"'})
 
     @app.get(f"{PREFIX}/sites/{{site_id}}/denominators", tags=["inputs"])
-    def denominators(site_id: str, caller: read) -> list[dict[str, Any]]:
+    def denominators(site_id: str, caller: ReadCaller) -> list[dict[str, Any]]:
         """A site's monthly denominators."""
         with dbr.connect(url) as conn:
             return dbr.list_denominators(conn, site_id)
 
     @app.put(f"{PREFIX}/sites/{{site_id}}/denominators", tags=["inputs"])
     def set_denominator(site_id: str, body: DenominatorIn,
-                        caller: Annotated[Caller, Depends(Need("enter"))]) -> dict[str, Any]:
+                        caller: EnterCaller) -> dict[str, Any]:
         """Enter or replace a monthly denominator (site manager)."""
         m = _month(body.month)
         with dbr.connect(url) as conn:
@@ -251,14 +259,14 @@ def create_app(settings: Settings, config: ReviewConfig | None = None) -> FastAP
         return {"ok": True}
 
     @app.get(f"{PREFIX}/sites/{{site_id}}/bills", tags=["inputs"])
-    def bills(site_id: str, caller: read, month: str | None = None) -> list[dict[str, Any]]:
+    def bills(site_id: str, caller: ReadCaller, month: str | None = None) -> list[dict[str, Any]]:
         """Every bill of a site with its history (``current`` marks the one that counts)."""
         with dbr.connect(url) as conn:
             return dbr.list_bills(conn, site_id, _month(month) if month else None)
 
     @app.post(f"{PREFIX}/sites/{{site_id}}/bills", tags=["inputs"], status_code=201)
     def add_bill(site_id: str, body: BillIn,
-                 caller: Annotated[Caller, Depends(Need("enter"))]) -> dict[str, Any]:
+                 caller: EnterCaller) -> dict[str, Any]:
         """Enter a bill (a correction is a new entry; the old one is kept)."""
         with dbr.connect(url) as conn:
             bill_id = closing.enter_bill(conn, site_id, _month(body.month), body.carrier,
@@ -267,20 +275,20 @@ def create_app(settings: Settings, config: ReviewConfig | None = None) -> FastAP
         return {"bill_id": bill_id}
 
     @app.get(f"{PREFIX}/sites/{{site_id}}/restatements", tags=["restatements"])
-    def restatements(site_id: str, caller: read) -> list[dict[str, Any]]:
+    def restatements(site_id: str, caller: ReadCaller) -> list[dict[str, Any]]:
         """Restatements of a site: old vs new figures, why, and the decision."""
         with dbr.connect(url) as conn:
             return dbr.list_restatements(conn, site_id)
 
     @app.post(f"{PREFIX}/sites/{{site_id}}/restatements/scan", tags=["restatements"])
-    def scan(site_id: str, caller: Annotated[Caller, Depends(Need("scan"))]
+    def scan(site_id: str, caller: ScanCaller
              ) -> list[dict[str, Any]]:
         """Compare the site's frozen months with their live figures; open restatements."""
         with dbr.connect(url) as conn:
             return closing.scan_restatements(conn, site_id, interval_s, cfg, caller.name)
 
     @app.get(f"{PREFIX}/restatements/{{restatement_id}}", tags=["restatements"])
-    def restatement(restatement_id: int, caller: read) -> dict[str, Any]:
+    def restatement(restatement_id: int, caller: ReadCaller) -> dict[str, Any]:
         """One restatement."""
         with dbr.connect(url) as conn:
             r = dbr.get_restatement(conn, restatement_id)
@@ -298,46 +306,46 @@ def create_app(settings: Settings, config: ReviewConfig | None = None) -> FastAP
         return r
 
     @app.post(f"{PREFIX}/restatements/{{restatement_id}}/accept", tags=["restatements"])
-    def accept(restatement_id: int, caller: Annotated[Caller, Depends(Need("restate"))],
+    def accept(restatement_id: int, caller: RestateCaller,
                body: Annotated[Decision | None, Body()] = None) -> dict[str, Any]:
         """Accept a restatement (reviewer): a new snapshot version; the old one is kept."""
         return _decide(restatement_id, True, caller, body)
 
     @app.post(f"{PREFIX}/restatements/{{restatement_id}}/reject", tags=["restatements"])
-    def reject(restatement_id: int, caller: Annotated[Caller, Depends(Need("restate"))],
+    def reject(restatement_id: int, caller: RestateCaller,
                body: Annotated[Decision | None, Body()] = None) -> dict[str, Any]:
         """Reject a restatement (reviewer): the frozen figures stay."""
         return _decide(restatement_id, False, caller, body)
 
     @app.get(f"{PREFIX}/audit", tags=["audit"])
-    def audit(caller: read, limit: int = Query(default=200, ge=1, le=5000)
+    def audit(caller: ReadCaller, limit: int = Query(default=200, ge=1, le=5000)
               ) -> list[dict[str, Any]]:
         """The audit log, newest first (reviewers and admins: all; others: their sites)."""
         with dbr.connect(url) as conn:
             return dbr.read_audit(conn, caller.sites, limit=limit)
 
     @app.get(f"{PREFIX}/sites/{{site_id}}/audit", tags=["audit"])
-    def site_audit(site_id: str, caller: read,
+    def site_audit(site_id: str, caller: ReadCaller,
                    limit: int = Query(default=200, ge=1, le=5000)) -> list[dict[str, Any]]:
         """The audit entries of one site, newest first."""
         with dbr.connect(url) as conn:
             return dbr.read_audit(conn, caller.sites, site_id, limit=limit)
 
     @app.get(f"{PREFIX}/sites/{{site_id}}/disclosure/{{year}}", tags=["disclosure"])
-    def disclosure(site_id: str, year: int, caller: read) -> dict[str, Any]:
+    def disclosure(site_id: str, year: int, caller: ReadCaller) -> dict[str, Any]:
         """The annual carbon disclosure, from verified months only."""
         with dbr.connect(url) as conn:
             return closing.disclosure(conn, site_id, year)
 
     @app.get(f"{PREFIX}/sites/{{site_id}}/self-evaluation", tags=["disclosure"])
-    def evaluation(site_id: str, caller: read, year: int = Query(ge=2000, le=2100)
+    def evaluation(site_id: str, caller: ReadCaller, year: int = Query(ge=2000, le=2100)
                    ) -> dict[str, Any]:
         """Self-evaluation figures: baseline year vs ``year``, verified months only."""
         with dbr.connect(url) as conn:
             return closing.evaluation(conn, site_id, year)
 
     @app.get(f"{PREFIX}/sites/{{site_id}}/scorecard", tags=["indicators"])
-    def scorecard(site_id: str, caller: read) -> Any:
+    def scorecard(site_id: str, caller: ReadCaller) -> Any:
         """The indicator scorecard (issue 11), when ``analytics.scorecard`` is installed."""
         try:
             module = importlib.import_module("analytics.scorecard")
@@ -353,7 +361,7 @@ def create_app(settings: Settings, config: ReviewConfig | None = None) -> FastAP
         return _jsonable(fn(**kwargs))
 
     @app.get(f"{PREFIX}/sites/{{site_id}}/alerts", tags=["alerts"])
-    def alerts(site_id: str, caller: Annotated[Caller, Depends(Need("alerts"))]
+    def alerts(site_id: str, caller: AlertsCaller
                ) -> dict[str, Any]:
         """The site's data-quality alerts (once the alerts issue's table exists)."""
         with dbr.connect(url) as conn:
