@@ -185,6 +185,15 @@ def scan_restatements(conn: Conn, site_id: str, interval_s: int, config: ReviewC
     return out
 
 
+def scan_all(conn: Conn, interval_s: int, config: ReviewConfig, actor: str = "system"
+             ) -> list[dict[str, Any]]:
+    """:func:`scan_restatements` for every site that has a verified month."""
+    sites = sorted({c["site_id"] for c in dbr.list_closes(conn, None)
+                    if c["state"] == "verified"})
+    return [r for site_id in sites
+            for r in scan_restatements(conn, site_id, interval_s, config, actor)]
+
+
 def decide(conn: Conn, restatement_id: int, accept: bool, actor: str,
            comment: str | None) -> dict[str, Any]:
     """Accept (a new snapshot version; the old kept) or reject an open restatement."""

@@ -128,7 +128,7 @@ def api(services: Settings) -> Iterator[dict[str, Any]]:
         out = _nzc(s, "users", "add", name, "--role", role, *site_args)
         assert out.returncode == 0, out.stderr
         tokens[name] = out.stdout.strip().splitlines()[-1]
-    env = {**os.environ, "NZC_API_PORT": str(API_PORT)}
+    env = {**os.environ, "NZC_API_PORT": str(API_PORT), "NZC_RESTATEMENT_SCAN_S": "0"}
     log = open(s.state_dir / "api-test.log", "w")  # noqa: SIM115
     proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "nzc"), "api"], env=env,
                             stdout=log, stderr=subprocess.STDOUT)
