@@ -156,11 +156,15 @@ def month_document(inputs: MonthInputs, close: MonthlyClose) -> dict[str, Any]:
     boundary = pm.filter(pl.col("boundary"))
     boundary_ids = boundary["meter_id"].to_list()
     by_scope: dict[str, set[str]] = {"scope1": set(), "scope2": set()}
-    versions: dict[str, set[str]] = {"scope1": set(), "scope2": set()}
+    # factor versions per figure: Scope 1 (both methods use the fuel factors), Scope 2 per
+    # method
+    versions: dict[str, set[str]] = {"scope1": set(), "scope2_location": set(),
+                                     "scope2_market": set()}
     for r in inputs.emissions:
         if r["meter_id"] in boundary_ids:
             by_scope[r["scope"]].add(r["meter_id"])
-            versions[r["scope"]].add(f"{r['factor_id']} {r['factor_version']}")
+            key = "scope1" if r["scope"] == "scope1" else f"scope2_{r['method']}"
+            versions[key].add(f"{r['factor_id']} {r['factor_version']}")
     remainders = {
         r["carrier"]: r for r in _sum_remainders(inputs.remainders)}
     figures: dict[str, dict[str, Any]] = {}
@@ -180,24 +184,24 @@ def month_document(inputs: MonthInputs, close: MonthlyClose) -> dict[str, Any]:
     for scope, value in (("scope1", close.scope1_kgco2 / 1000),
                          ("scope2_location", close.scope2_location_kgco2 / 1000),
                          ("scope2_market", close.scope2_market_kgco2 / 1000)):
-        key = scope.split("_")[0]
-        q = _quality(pm, sorted(by_scope[key]))
-        q["factor_versions"] = sorted(versions[key])
+        q = _quality(pm, sorted(by_scope[scope.split("_")[0]]))
+        q["factor_versions"] = sorted(versions[scope])
         figures[scope] = {"value": value, "unit": "tCO2", "quality": q}
-    all_versions = sorted(versions["scope1"] | versions["scope2"])
-    for name, value in (("total_location", close.total_location_kgco2 / 1000),
-                        ("total_market", close.total_market_kgco2 / 1000)):
-        figures[name] = {"value": value, "unit": "tCO2",
-                         "quality": {**all_q, "factor_versions": all_versions}}
+    method_versions = {m: sorted(versions["scope1"] | versions[f"scope2_{m}"])
+                       for m in ("location", "market")}
+    for m, value in (("location", close.total_location_kgco2 / 1000),
+                     ("market", close.total_market_kgco2 / 1000)):
+        figures[f"total_{m}"] = {"value": value, "unit": "tCO2",
+                                 "quality": {**all_q, "factor_versions": method_versions[m]}}
     src = {"source": "registry instruments (spread evenly over their months)"}
     figures["sinks"] = {"value": close.sinks_tco2, "unit": "tCO2", "quality": src}
     figures["purchased_reductions"] = {"value": close.reductions_tco2, "unit": "tCO2",
                                        "quality": src}
     if str(inputs.site.get("province", "")).lower() in NET_PROVINCES:
-        for name, value in (("net_location", close.net_location_tco2),
-                            ("net_market", close.net_market_tco2)):
-            figures[name] = {"value": value, "unit": "tCO2",
-                             "quality": {**all_q, "factor_versions": all_versions,
+        for m, value in (("location", close.net_location_tco2),
+                         ("market", close.net_market_tco2)):
+            figures[f"net_{m}"] = {"value": value, "unit": "tCO2",
+                                   "quality": {**all_q, "factor_versions": method_versions[m],
                                          "rule": "Guangdong guide: boundary - sinks - "
                                                  "purchased reductions"}}
     figures["renewable_share"] = {"value": close.renewable_share * 100, "unit": "%",

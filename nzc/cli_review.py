@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +68,12 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int | None:
     if args.cmd == "users":
         return _users(args, settings)
     if args.cmd == "bills":
-        with dbr.connect(settings.database_url) as conn:
-            ids = closing.import_bills(conn, args.file, args.by)
+        try:
+            with dbr.connect(settings.database_url) as conn:
+                ids = closing.import_bills(conn, args.file, args.by)
+        except (ValueError, OSError) as exc:
+            print(f"未导入任何账单 / nothing imported: {exc}", file=sys.stderr)
+            return 2
         print(f"已导入 {len(ids)} 张账单 / imported {len(ids)} bills: ids {ids}")
         return 0
     if args.cmd == "audit":

@@ -372,6 +372,33 @@ def test_every_endpoint_is_scoped(api: dict[str, Any]) -> None:
         "rev-b"}
 
 
+def test_bills_import_from_a_file(api: dict[str, Any], tmp_path: Any) -> None:
+    s = api["settings"]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("site_id,month,carrier,quantity,unit\nrev-b,2026-10,grid_import,12x,kWh\n",
+                   encoding="utf-8")
+    out = _nzc(s, "bills", "import", str(bad))
+    assert out.returncode != 0 and "bad.csv:2" in out.stderr
+    good = tmp_path / "bills.csv"
+    good.write_text("site_id,month,carrier,quantity,unit,amount_cny,reference\n"
+                    "rev-b,2026-10,grid_import,14880,kWh,9820.5,GD-2026-10-001\n"
+                    "rev-b,2026-10,grid_import,14.9,MWh,,GD-2026-10-001b\n", encoding="utf-8")
+    out = _nzc(s, "bills", "import", str(good), "--by", "clerk")
+    assert out.returncode == 0, out.stderr
+    bills = _call(api, "max", "GET", "/api/v1/sites/rev-b/bills?month=2026-10").json()
+    assert [(b["quantity"], b["unit"], b["current"], b["entered_by"]) for b in bills] == [
+        (14880.0, "kWh", False, "clerk"), (14.9, "MWh", True, "clerk")]
+    audit = _call(api, "max", "GET", "/api/v1/sites/rev-b/audit").json()
+    assert [e["details"]["via"] for e in audit if e["action"] == "bill.enter"][:2] == [
+        "import bills.csv", "import bills.csv"]
+    # rev-b's grid: 1488 intervals x 10 kWh = 14880 kWh vs the current bill 14900 kWh: 0.13 %
+    checks = {c["check"]: c for c in _call(
+        api, "max", "GET", f"/api/v1/sites/rev-b/months/{MONTH}").json()["checks"]}
+    assert checks["bills"]["passed"]
+    assert checks["bills"]["numbers"]["bills"][0]["difference"] == pytest.approx(
+        20 / 14900, abs=1e-6)
+
+
 def test_deleted_user_token_fails_everywhere(api: dict[str, Any]) -> None:
     assert _call(api, "gone", "GET", "/api/v1/me").status_code == 200
     out = _nzc(api["settings"], "users", "delete", "gone")
