@@ -140,6 +140,12 @@ def verify(conn: Conn, site_id: str, month: date, actor: str, interval_s: int,
     target = next_state("verify", state["state"])
     doc, checks = compute(conn, site_id, month, interval_s, config)
     canonical = canonical_json(snapshot_document(doc, checks))
+    submitted = dbr.last_audit(conn, site_id, month, "close.submit")
+    if submitted and submitted["details"].get("figures_sha256") != sha256_hex(canonical):
+        raise TransitionError(
+            "提交后数据已变化，请退回后重新提交 / the figures changed since they were "
+            f"submitted by {submitted['actor']} (new data or factors): return the month so "
+            "that it is checked and submitted again")
     now = datetime.now(UTC)
     version = int(state["version"]) + 1
     seq = dbr.append_audit(conn, actor, "close.verify", site_id, month,

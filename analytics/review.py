@@ -432,6 +432,8 @@ def annual_disclosure(site: dict[str, Any], year: int, months: list[dict[str, An
                 t = totals.setdefault(name, {"value": 0.0, "unit": fig["unit"], "months": 0})
                 t["value"] += float(fig["value"])
                 t["months"] += 1
+                if "tce" in fig:
+                    t["tce"] = t.get("tce", 0.0) + float(fig["tce"])
         for d in m["doc"]["close"].get("denominators", []):
             acc = denominators.setdefault(d["kind"], {"values": [], "unit": d["unit"]})
             acc["values"].append(float(d["value"]))

@@ -516,6 +516,14 @@ def read_audit(conn: Conn, sites: list[str] | None = None, site_id: str | None =
     ).fetchall())
 
 
+def last_audit(conn: Conn, site_id: str, month: date, action: str) -> dict[str, Any] | None:
+    """The newest audit entry of an action for a site-month."""
+    row = conn.execute(
+        "SELECT seq, at, actor, details FROM audit_log WHERE site_id = %s AND month = %s"
+        " AND action = %s ORDER BY seq DESC LIMIT 1", (site_id, month, action)).fetchone()
+    return dict(row) if row else None
+
+
 def audit_chain(conn: Conn) -> list[dict[str, Any]]:
     """The whole audit log in order (for verification)."""
     return list(conn.execute(

@@ -203,6 +203,12 @@ def test_full_close_of_a_month(api: dict[str, Any]) -> None:
     r = _call(api, "mia", "POST", f"/api/v1/sites/rev-a/months/{MONTH}/submit")
     assert r.status_code == 200, r.text
     assert r.json()["state"] == "submitted"
+    # data arriving after the submission: the reviewer cannot verify what was not submitted
+    _write_intervals(s.database_url, [("rev-a-gas", "rev-a", 60, "natural_gas", GAS_M3,
+                                       GAS_M3 * KGCE_M3 / 1000, "gas")])
+    scope1_t += GAS_M3 * GAS / 1000
+    r = _call(api, "rita", "POST", f"/api/v1/sites/rev-a/months/{MONTH}/verify")
+    assert r.status_code == 409 and "changed since they were submitted" in r.text
     r = _call(api, "rita", "POST", f"/api/v1/sites/rev-a/months/{MONTH}/return",
               {"comment": "请附上燃气账单 / attach the gas bill"})
     assert r.json()["state"] == "returned"
