@@ -24,6 +24,7 @@ import httpx
 import psycopg
 import pytest
 from openpyxl import load_workbook
+from psycopg.rows import dict_row
 
 from nzc.settings import Settings
 
@@ -403,6 +404,24 @@ def test_bills_import_from_a_file(api: dict[str, Any], tmp_path: Any) -> None:
     assert checks["bills"]["passed"]
     assert checks["bills"]["numbers"]["bills"][0]["difference"] == pytest.approx(
         20 / 14900, abs=1e-6)
+
+
+def test_open_alerts_check_reads_an_alerts_table(api: dict[str, Any]) -> None:
+    """The check reads a table ``alerts`` when one exists (issue 13 adds it); probed in a
+    schema of its own so that the real table of migration 011 is not disturbed."""
+    from db import review as dbr
+
+    with psycopg.connect(api["settings"].database_admin_url, row_factory=dict_row) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS alerts_probe CASCADE")
+        conn.execute("CREATE SCHEMA alerts_probe")
+        conn.execute("SET search_path TO alerts_probe, public")
+        assert dbr.open_alerts(conn, "rev-a") is None  # no alerts table in this schema
+        conn.execute("CREATE TABLE alerts_probe.alerts (site_id text, state text,"
+                     " resolved_at timestamptz)")
+        conn.execute("INSERT INTO alerts_probe.alerts VALUES ('rev-a', 'firing', NULL),"
+                     " ('rev-a', 'resolved', now()), ('rev-b', 'firing', NULL)")
+        assert dbr.open_alerts(conn, "rev-a") == 1
+        conn.rollback()
 
 
 def test_deleted_user_token_fails_everywhere(api: dict[str, Any]) -> None:
