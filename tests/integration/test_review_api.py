@@ -284,6 +284,23 @@ def test_full_close_of_a_month(api: dict[str, Any]) -> None:
     d = _call(api, "mia", "GET", "/api/v1/sites/rev-a/disclosure/2026").json()
     assert d["verified_months"] == [MONTH] and not d["complete"]
     assert d["totals"]["scope2_location"]["value"] == pytest.approx(s2_loc_t, rel=1e-6)
+    ev = _call(api, "mia", "GET", "/api/v1/sites/rev-a/self-evaluation?year=2026").json()
+    row = {r["indicator"]: r for r in ev["indicators"]}["scope2_location"]
+    assert (row["baseline"], row["change"]) == (pytest.approx(s2_loc_t, rel=1e-6), 0.0)
+
+    # another late interval: a second restatement, rejected; the same figures are not
+    # proposed again, version 2 stays
+    _write_intervals(s.database_url, [("rev-a-gas", "rev-a", 90, "natural_gas", GAS_M3,
+                                       GAS_M3 * KGCE_M3 / 1000, "gas")])
+    found = _call(api, "rita", "POST", "/api/v1/sites/rev-a/restatements/scan").json()
+    assert len(found) == 1 and found[0]["restatement_id"] != rid
+    r = _call(api, "rita", "POST", f"/api/v1/restatements/{found[0]['restatement_id']}/reject",
+              {"comment": "meter reading not confirmed"})
+    assert r.json()["state"] == "rejected" and r.json()["decided_by"] == "rita"
+    assert _call(api, "rita", "POST", "/api/v1/sites/rev-a/restatements/scan").json() == []
+    assert _call(api, "rita", "GET", f"/api/v1/sites/rev-a/months/{MONTH}").json()[
+        "snapshot_sha256"] == snaps[1]["sha256"]
+    assert httpx.get(f"{BASE}/docs", timeout=10).status_code == 200
 
 
 def test_failed_checks_block_submission(api: dict[str, Any]) -> None:
