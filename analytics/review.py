@@ -391,7 +391,7 @@ def compare_figures(old: dict[str, Any], new: dict[str, Any]) -> list[dict[str, 
 
 
 def restatement_reason(old: dict[str, Any], new: dict[str, Any],
-                       changed_rows: dict[str, int]) -> str:
+                       changed_rows: dict[str, Any]) -> str:
     """Why a frozen month's live figures moved, in words (Chinese with English beside)."""
     parts = []
     if changed_rows.get("energy_rows"):
@@ -400,6 +400,9 @@ def restatement_reason(old: dict[str, Any], new: dict[str, Any],
     if changed_rows.get("emission_rows"):
         parts.append(f"{changed_rows['emission_rows']} emission intervals written after "
                      "verification (late data or a recompute)")
+    if changed_rows.get("recomputes"):
+        parts.append("recomputed with other factors (recompute_audit "
+                     + ", ".join(str(x) for x in changed_rows["recomputes"]) + ")")
     fa = {f"{f['factor_id']} {f['factor_version']}" for f in old.get("factors", [])}
     fb = {f"{f['factor_id']} {f['factor_version']}" for f in new.get("factors", [])}
     if fa != fb:

@@ -182,9 +182,10 @@ def load_month_inputs(conn: Conn, site_id: str, month: date, interval_s: int = 9
 
 
 def changed_since(conn: Conn, site_id: str, start: datetime, end: datetime,
-                  since: datetime) -> dict[str, int]:
+                  since: datetime) -> dict[str, Any]:
     """How many energy and emission interval rows of the period were written after
-    ``since`` (the reason a frozen month's live figures moved)."""
+    ``since``, and which recomputes (``recompute_audit`` ids) touched it since (the reason a
+    frozen month's live figures moved)."""
     p = {"site": site_id, "start": start, "end": end, "since": since}
     row = conn.execute(
         "SELECT (SELECT count(*) FROM energy_intervals WHERE site_id = %(site)s"
@@ -192,9 +193,14 @@ def changed_since(conn: Conn, site_id: str, start: datetime, end: datetime,
         " AND updated_at > %(since)s) AS energy_rows,"
         " (SELECT count(*) FROM emission_intervals WHERE site_id = %(site)s"
         " AND interval_start >= %(start)s AND interval_start < %(end)s"
-        " AND updated_at > %(since)s) AS emission_rows", p).fetchone()
-    return {"energy_rows": int(row["energy_rows"]), "emission_rows": int(row["emission_rows"])
-            } if row else {"energy_rows": 0, "emission_rows": 0}
+        " AND updated_at > %(since)s) AS emission_rows,"
+        " (SELECT coalesce(array_agg(audit_id ORDER BY audit_id), '{}') FROM recompute_audit"
+        " WHERE site_id = %(site)s AND period_start < %(end)s AND period_end > %(start)s"
+        " AND done_at > %(since)s) AS recomputes", p).fetchone()
+    if row is None:
+        return {"energy_rows": 0, "emission_rows": 0, "recomputes": []}
+    return {"energy_rows": int(row["energy_rows"]), "emission_rows": int(row["emission_rows"]),
+            "recomputes": [int(x) for x in row["recomputes"]]}
 
 
 def open_alerts(conn: Conn, site_id: str) -> int | None:

@@ -303,6 +303,22 @@ def test_full_close_of_a_month(api: dict[str, Any]) -> None:
     assert httpx.get(f"{BASE}/docs", timeout=10).status_code == 200
 
 
+def test_recompute_of_a_frozen_month_opens_a_restatement(api: dict[str, Any]) -> None:
+    from analytics.recompute import recompute
+    from carbon.factors import FactorLibrary
+
+    s = api["settings"]
+    audit = recompute(s.database_url, "rev-a", START, START + timedelta(days=31),
+                      FactorLibrary(), data_year=2021)
+    found = _call(api, "rita", "POST", "/api/v1/sites/rev-a/restatements/scan").json()
+    assert len(found) == 1
+    reason = found[0]["reason"]
+    assert f"recomputed with other factors (recompute_audit {audit['audit_id']})" in reason
+    assert "factors changed: " in reason and "grid.avg.sichuan 2023" in reason
+    r = _call(api, "rita", "POST", f"/api/v1/restatements/{found[0]['restatement_id']}/reject")
+    assert r.status_code == 200 and r.json()["state"] == "rejected"
+
+
 def test_failed_checks_block_submission(api: dict[str, Any]) -> None:
     r = _call(api, "max", "POST", f"/api/v1/sites/rev-b/months/{MONTH}/submit")
     assert r.status_code == 422
