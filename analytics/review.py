@@ -11,6 +11,7 @@ figures) and the sub-meter unmetered remainder (energy of carriers with sub-mete
 
 Checks (each stated in Chinese with English beside, with its numbers):
 
+* month ended: a running month cannot be submitted;
 * completeness: every boundary meter >= ``min_completeness`` (default 90 %, the national
   online-monitoring rule of thumb; ``NZC_CLOSE_MIN_COMPLETENESS``);
 * daily vs monthly: per carrier, the sum of the local days (SQL group by day) equals the
@@ -270,6 +271,12 @@ def run_checks(inputs: MonthInputs, doc: dict[str, Any], bills: list[dict[str, A
     """The checks a month must pass before it can be submitted, each in words with its
     numbers (see the module docstring)."""
     checks: list[dict[str, Any]] = []
+    ended = inputs.until >= inputs.end
+    checks.append(_check(
+        "month_ended", ended, "月份已结束" if ended else "月份尚未结束",
+        f"the local month ended at {inputs.end:%Y-%m-%d %H:%M} UTC" if ended else
+        f"the local month runs until {inputs.end:%Y-%m-%d %H:%M} UTC; only data up to "
+        f"{inputs.until:%Y-%m-%d %H:%M} UTC so far", end=inputs.end, until=inputs.until))
     boundary = [m for m in doc["meters"] if m["boundary"]]
     low = [m for m in boundary if m["completeness"] < config.min_completeness]
     need = f"{config.min_completeness:.0%}"

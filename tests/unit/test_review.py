@@ -5,7 +5,7 @@ self-evaluation. Expected numbers worked by hand."""
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -151,8 +151,12 @@ def test_checks_state_failures_with_numbers() -> None:
     assert "2 open data-quality alerts" in checks["open_alerts"]["message"]
     relaxed = ReviewConfig(min_completeness=0.8, bill_tolerance=0.05)
     ok = {c["check"]: c["passed"] for c in run_checks(inp, doc, bills, None, relaxed)}
-    assert ok == {"completeness": True, "daily_vs_monthly": True, "bills": True,
-                  "open_alerts": True}
+    assert ok == {"month_ended": True, "completeness": True, "daily_vs_monthly": True,
+                  "bills": True, "open_alerts": True}
+    running = MonthInputs(**{**inp.__dict__, "until": inp.end - timedelta(days=3)})
+    c = {x["check"]: x for x in run_checks(running, doc, [], None, relaxed)}
+    assert not c["month_ended"]["passed"]
+    assert "runs until 2026-09-30 16:00 UTC" in c["month_ended"]["message"]
 
 
 def test_daily_sums_disagreeing_fail() -> None:
