@@ -1,4 +1,5 @@
-"""Read one site-month from the database and close it (:mod:`analytics.monthly`).
+"""Close one site-month read from the database (:mod:`analytics.monthly`); the SQL is in
+:mod:`db.review`.
 
 Month boundaries are the site's local month (Asia/Shanghai for every sample site), as
 reviewers read them: ``[local first day 00:00, next month's first day 00:00)``.
@@ -8,75 +9,57 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import polars as pl
-import psycopg
-from psycopg.rows import dict_row
 
 from analytics.monthly import MonthlyClose, close_month
+from carbon.units import CANONICAL_UNIT, Carrier
+from db.review import MonthInputs, connect, load_month_inputs, month_bounds
 
-
-def month_bounds(month: date, timezone: str) -> tuple[datetime, datetime]:
-    """UTC start and end of the local calendar month that ``month`` falls in."""
-    tz = ZoneInfo(timezone)
-    start = datetime(month.year, month.month, 1, tzinfo=tz)
-    nxt = datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=tz)
-    return start.astimezone(UTC), nxt.astimezone(UTC)
+__all__ = ["close_as_json", "close_inputs", "format_close", "load_and_close", "month_bounds"]
 
 
 def _frame(rows: list[dict[str, Any]], schema: dict[str, Any]) -> pl.DataFrame:
+    rows = [{k: r.get(k) for k in schema} for r in rows]
     return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(
         schema=schema)
+
+
+def close_inputs(inputs: MonthInputs) -> MonthlyClose:
+    """Close a site-month from the rows :func:`db.review.load_month_inputs` read."""
+    return close_month(
+        inputs.site["site_id"], inputs.month,
+        _frame(inputs.energy, {"meter_id": pl.String, "carrier": pl.String,
+                               "quantity": pl.Float64, "estimated_quantity": pl.Float64,
+                               "energy_tce": pl.Float64, "quality": pl.String,
+                               "revision": pl.Int64}),
+        _frame(inputs.emissions, {"meter_id": pl.String, "method": pl.String,
+                                  "scope": pl.String, "emissions_kgco2": pl.Float64,
+                                  "factor_id": pl.String, "factor_version": pl.String,
+                                  "factor_value": pl.Float64, "factor_unit": pl.String}),
+        _frame(inputs.meters, {"meter_id": pl.String, "carrier": pl.String,
+                               "parent_id": pl.String}),
+        _frame(inputs.instruments, {"kind": pl.String, "quantity": pl.Float64,
+                                    "period_start": pl.Date, "period_end": pl.Date,
+                                    "retired": pl.Boolean}),
+        _frame(inputs.denominators, {"kind": pl.String, "value": pl.Float64,
+                                     "unit": pl.String}),
+        expected_intervals_per_meter=inputs.expected_intervals_per_meter,
+    )
 
 
 def load_and_close(database_url: str, site_id: str, month: date, interval_s: int = 900,
                    now: datetime | None = None) -> MonthlyClose:
     """Close ``site_id`` for the local month of ``month``; a month still running is closed up
     to ``now`` (its expected interval count is month-to-date)."""
-    with psycopg.connect(database_url, row_factory=dict_row) as conn:
-        site = conn.execute("SELECT timezone FROM sites WHERE site_id = %s",
-                            (site_id,)).fetchone()
-        if site is None:
-            raise ValueError(f"unknown site {site_id!r}")
-        start, end = month_bounds(month, site["timezone"])
-        until = min(end, now or datetime.now(UTC))
-        expected = max(int((until - start).total_seconds() // interval_s), 0)
-        period = {"site": site_id, "start": start, "end": until}
-        energy = conn.execute(
-            "SELECT meter_id, carrier, quantity, estimated_quantity, energy_tce, quality,"
-            " revision FROM energy_intervals WHERE site_id = %(site)s"
-            " AND interval_start >= %(start)s AND interval_start < %(end)s", period).fetchall()
-        emissions = conn.execute(
-            "SELECT meter_id, method, scope, emissions_kgco2, factor_id, factor_version,"
-            " factor_value, factor_unit FROM emission_intervals WHERE site_id = %(site)s"
-            " AND interval_start >= %(start)s AND interval_start < %(end)s", period).fetchall()
-        meters = conn.execute("SELECT meter_id, carrier, parent_id FROM meters"
-                              " WHERE site_id = %s", (site_id,)).fetchall()
-        instruments = conn.execute(
-            "SELECT kind, quantity, period_start, period_end, retired FROM instruments"
-            " WHERE site_id = %s", (site_id,)).fetchall()
-        denominators = conn.execute(
-            "SELECT kind, value, unit FROM denominators WHERE site_id = %s AND month = %s",
-            (site_id, date(month.year, month.month, 1))).fetchall()
-    return close_month(
-        site_id, date(month.year, month.month, 1),
-        _frame(energy, {"meter_id": pl.String, "carrier": pl.String, "quantity": pl.Float64,
-                        "estimated_quantity": pl.Float64, "energy_tce": pl.Float64,
-                        "quality": pl.String, "revision": pl.Int64}),
-        _frame(emissions, {"meter_id": pl.String, "method": pl.String, "scope": pl.String,
-                           "emissions_kgco2": pl.Float64, "factor_id": pl.String,
-                           "factor_version": pl.String, "factor_value": pl.Float64,
-                           "factor_unit": pl.String}),
-        _frame(meters, {"meter_id": pl.String, "carrier": pl.String, "parent_id": pl.String}),
-        _frame(instruments, {"kind": pl.String, "quantity": pl.Float64,
-                             "period_start": pl.Date, "period_end": pl.Date,
-                             "retired": pl.Boolean}),
-        _frame(denominators, {"kind": pl.String, "value": pl.Float64, "unit": pl.String}),
-        expected_intervals_per_meter=expected,
-    )
+    with connect(database_url) as conn:
+        try:
+            inputs = load_month_inputs(conn, site_id, month, interval_s, now)
+        except LookupError as exc:
+            raise ValueError(str(exc)) from exc
+    return close_inputs(inputs)
 
 
 def format_close(c: MonthlyClose) -> str:
@@ -101,15 +84,24 @@ def format_close(c: MonthlyClose) -> str:
         "  carriers (boundary meters):",
     ]
     for r in c.carriers:
-        lines.append(f"    {r['carrier']:<18} {r['quantity']:>14.2f}  {r['energy_tce']:>9.3f} tce"
-                     f"  estimated {r['estimated_share']:.1%}  ({r['intervals']} intervals)")
+        unit = _unit(r["carrier"])
+        lines.append(f"    {r['carrier']:<18} {r['quantity']:>14.2f} {unit:<4} "
+                     f"{r['energy_tce']:>9.3f} tce  estimated {r['estimated_share']:.1%}"
+                     f"  ({r['intervals']} intervals)")
     lines.append("  factors used:")
     for f in c.factors:
         lines.append(f"    {f['method']:<8} {f['factor_id']} {f['factor_version']} = "
                      f"{f['factor_value']} {f['factor_unit']}")
     for k, v in c.intensities.items():
-        lines.append(f"  {k}: {v:.6f}")
+        lines.append(f"  {k}: {v:.6f} tCO2 per {k.removeprefix('tco2_location_per_')} unit")
     return "\n".join(lines)
+
+
+def _unit(carrier: str) -> str:
+    try:
+        return CANONICAL_UNIT[Carrier(carrier)]
+    except ValueError:
+        return "?"
 
 
 def close_as_json(c: MonthlyClose) -> str:

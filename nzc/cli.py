@@ -25,6 +25,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from nzc import cli_alerts, cli_dashboards
+from nzc.cli_review import add_parsers as add_review_parsers
+from nzc.cli_review import dispatch as review_dispatch
 from nzc.settings import Settings
 
 
@@ -208,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cli_scorecard.add_parsers(sub)
     cli_alerts.add_parsers(sub)
+    add_review_parsers(sub)
     demo = sub.add_parser("demo", help="services + workers + simulator + summary")
     demo.add_argument("--duration-s", type=int, default=6 * 3600,
                       help="simulated seconds to publish (default 6 h)")
@@ -264,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     rc = cli_scorecard.dispatch(args, settings)
     if rc is not None:
         return rc
+    if (code := review_dispatch(args, settings)) is not None:
+        return code
     parser.error(f"unknown command {args.cmd}")
     return 2
 
