@@ -158,10 +158,12 @@ class Mosquitto(ManagedService):
 
         write_private(self.password_file, render_password_file(passwords))
         write_private(self.acl_file, render_acl(idents))
-        user = self._user()
-        if os.geteuid() == 0:
+        owner = os.environ.get("NZC_MQTT_FILE_OWNER") or self._user()
+        if os.geteuid() == 0:  # the broker's user must read them (containers: "1883:1883")
+            uid, _, gid = owner.partition(":")
             for path in (self.password_file, self.acl_file):
-                shutil.chown(path, user, user)
+                shutil.chown(path, int(uid) if uid.isdigit() else uid,
+                             int(gid) if gid.isdigit() else (gid or uid))
         log.info("mosquitto: %d MQTT users (%d new), ACL %s", len(passwords),
                  len(result.new_passwords), self.acl_file)
         self.reload()

@@ -64,9 +64,11 @@ def ensure_ca(ca_dir: Path) -> tuple[Path, Path]:
     return key, crt
 
 
-def ensure_server_cert(ca_dir: Path, out_dir: Path) -> tuple[Path, Path, Path]:
-    """(CA certificate, server certificate, server key) in ``out_dir`` for the loopback
-    names, issued by the CA in ``ca_dir``; reused while valid and signed by that CA."""
+def ensure_server_cert(ca_dir: Path, out_dir: Path,
+                       names: tuple[str, ...] = SERVER_NAMES) -> tuple[Path, Path, Path]:
+    """(CA certificate, server certificate, server key) in ``out_dir`` for ``names`` (IP
+    addresses or DNS names; default the loopback ones), issued by the CA in ``ca_dir``;
+    reused while valid and signed by that CA."""
     ca_key, ca_crt = ensure_ca(ca_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     crt, key, ca_copy = out_dir / "server.crt", out_dir / "server.key", out_dir / "ca.crt"
@@ -76,9 +78,9 @@ def ensure_server_cert(ca_dir: Path, out_dir: Path) -> tuple[Path, Path, Path]:
         _openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key)],
                  "server key")
         os.chmod(key, 0o600)
-        _openssl(["req", "-new", "-key", str(key), "-subj", "/O=nzc-monitor local/CN=127.0.0.1",
+        _openssl(["req", "-new", "-key", str(key), "-subj", f"/O=nzc-monitor local/CN={names[0]}",
                   "-out", str(csr)], "server request")
-        san = ",".join(f"IP:{n}" if n[0].isdigit() else f"DNS:{n}" for n in SERVER_NAMES)
+        san = ",".join(f"IP:{n}" if n[0].isdigit() else f"DNS:{n}" for n in names)
         ext.write_text(f"subjectAltName={san}\nbasicConstraints=CA:FALSE\n"
                        "keyUsage=critical,digitalSignature,keyEncipherment\n"
                        "extendedKeyUsage=serverAuth\n")
@@ -92,3 +94,24 @@ def ensure_server_cert(ca_dir: Path, out_dir: Path) -> tuple[Path, Path, Path]:
     if not _signed_by(crt, ca_crt):
         raise ServiceError(f"tls: {crt} does not verify against {ca_crt}")
     return ca_copy, crt, key
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m nzc.services.tls --ca-dir DIR --out DIR --names mosquitto,localhost``: a
+    private CA and a server certificate for a test deployment (docker-compose)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m nzc.services.tls", description=main.__doc__)
+    p.add_argument("--ca-dir", type=Path, required=True, help="CA key and certificate (0700)")
+    p.add_argument("--out", type=Path, required=True, help="ca.crt, server.crt, server.key")
+    p.add_argument("--names", default=",".join(SERVER_NAMES),
+                   help="comma-separated host names / IP addresses of the broker")
+    args = p.parse_args(argv)
+    ca, crt, key = ensure_server_cert(args.ca_dir, args.out,
+                                      tuple(n.strip() for n in args.names.split(",") if n))
+    print(f"CA {ca}\ncertificate {crt}\nkey {key} (mode 0600)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
