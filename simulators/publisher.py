@@ -257,8 +257,11 @@ class MqttPublisher:
             )
         rc = link.connect_reason
         if rc is None or rc.is_failure:
+            hint = "" if username or auth.username else (
+                " (no credentials: the broker refuses anonymous clients; `nzc services up` or "
+                "`nzc gateways credentials` stores the gateways' passwords)")
             raise PublishError(
-                f"MQTT broker {self.host}:{self.port} refused the connection{who}: {rc}")
+                f"MQTT broker {self.host}:{self.port} refused the connection{who}: {rc}{hint}")
         return link
 
     def _link_for(self, topic: str) -> _Link:

@@ -291,3 +291,41 @@ def test_no_password_in_nzc_output_or_logs(pipeline: Pipeline) -> None:
     assert len(text) > 10_000
     leaked = [p[:4] + "..." for p in secrets if p in text]
     assert leaked == []
+
+
+def test_ingest_and_simulator_clients_over_tls(services: Settings) -> None:
+    """With NZC_MQTT_TLS=1 our own clients, built from settings only, talk TLS: the
+    simulator's publisher (as the gateway) and the ingest bridge's subscriber (as nzc-ingest,
+    verifying the broker with the launcher's CA)."""
+    import asyncio
+    import dataclasses
+
+    from ingest.mqtt import InboundMessage, MqttSource
+    from nzc.mqtt_client import ingest_auth
+
+    tls = dataclasses.replace(services, mqtt_tls=True, mqtt_port=services.mqtt_tls_port)
+    topic = "nzc/v1/sec-site/gw-b/readings"
+    body = b'{"tls": "%s"}' % uuid.uuid4().hex.encode()
+
+    async def scenario() -> InboundMessage:
+        queue: asyncio.Queue[InboundMessage] = asyncio.Queue()
+        source = MqttSource(tls.mqtt_host, tls.mqtt_port, f"sec-tls-{uuid.uuid4().hex[:8]}",
+                            [topic], queue, asyncio.get_running_loop(), auth=ingest_auth(tls))
+        source.start()
+        try:
+            await asyncio.wait_for(source.connected.wait(), 30)
+            await asyncio.to_thread(_publish_via_settings, tls, topic, body)
+            msg = await asyncio.wait_for(queue.get(), 30)
+            source.ack(msg)
+            return msg
+        finally:
+            source.stop()
+
+    got = asyncio.run(scenario())
+    assert (got.topic, got.payload) == (topic, body)
+
+
+def _publish_via_settings(s: Settings, topic: str, body: bytes) -> None:
+    with MqttPublisher(s.mqtt_host, s.mqtt_port, settings=s) as pub:
+        pub.publish(topic, body)
+        assert pub.identities == ["sec-site/gw-b"]
