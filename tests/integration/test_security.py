@@ -329,3 +329,20 @@ def _publish_via_settings(s: Settings, topic: str, body: bytes) -> None:
     with MqttPublisher(s.mqtt_host, s.mqtt_port, settings=s) as pub:
         pub.publish(topic, body)
         assert pub.identities == ["sec-site/gw-b"]
+
+
+def test_oversized_message_refused(services: Settings) -> None:
+    """message_size_limit (1 MiB): the broker drops a bigger publish and logs it (Mosquitto
+    2.0.11 sends no PUBACK for it, so the publisher reports it unacknowledged); a small one
+    from the same gateway goes through."""
+    assert services.mqtt_message_size_limit == 1024 * 1024
+    gw_a = gateway_auth(services, "sec-site/gw-a")
+    client = f"sec-big-{uuid.uuid4().hex[:8]}"
+    big = b'{"readings": [], "pad": "' + b"x" * (1024 * 1024) + b'"}'
+    with (pytest.raises(PublishError, match=r"unacknowledged|refused by the broker"),
+          MqttPublisher(services.mqtt_host, services.mqtt_port, auth=gw_a, client_id=client,
+                        ack_timeout_s=3) as pub):
+        pub.publish("nzc/v1/sec-site/gw-a/readings", big)
+    wait_for(lambda: f"Dropped too large PUBLISH from {client}" in _broker_log(services), 30,
+             "the broker's log line for the oversized message")
+    _publish_as(services, gw_a, [("nzc/v1/sec-site/gw-a/readings", big[:1000])])
