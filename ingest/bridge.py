@@ -30,6 +30,7 @@ from ingest.decoders.sparkplug import SparkplugState
 from ingest.mqtt import InboundMessage, MqttSource
 from ingest.schema import DeadLetter, ReadingRecord, make_dead_letter
 from ingest.validate import decode_message
+from nzc.mqtt_client import ingest_auth
 from nzc.registry import load_registry
 from nzc.settings import (
     DEFAULT_MQTT_SUBSCRIPTIONS,
@@ -141,7 +142,7 @@ class Bridge:
         await producer.start()
         source = MqttSource(self.settings.mqtt_host, self.settings.mqtt_port, self.client_id,
                             self.settings.mqtt_subscriptions or DEFAULT_MQTT_SUBSCRIPTIONS,
-                            queue, loop)
+                            queue, loop, auth=ingest_auth(self.settings))
         source.start()
         # Records are handed to the producer in arrival order (so one meter's readings keep
         # their order); the waits for Kafka's acks overlap; PUBACKs follow arrival order.

@@ -20,6 +20,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from nzc.mqtt_client import MqttClientAuth
+
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
@@ -49,6 +51,7 @@ class MqttSource:
     def __init__(
         self, host: str, port: int, client_id: str, subscriptions: str | Sequence[str],
         queue: asyncio.Queue[InboundMessage], loop: asyncio.AbstractEventLoop,
+        auth: MqttClientAuth | None = None,
     ) -> None:
         subs = [subscriptions] if isinstance(subscriptions, str) else list(subscriptions)
         if not subs:
@@ -68,6 +71,8 @@ class MqttSource:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
+        if auth is not None:  # user name, password and TLS options (nzc.mqtt_client)
+            auth.apply(self._client)
 
     def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: ReasonCode,
                     _p: object = None) -> None:

@@ -7,6 +7,7 @@
     nzc simulate ...                             sample pilot zone publisher
     nzc summary                                  live per-site emissions from the database
     nzc registry load|diff                       store the registry (with history) / compare
+    nzc gateways list|credentials                MQTT users, passwords and ACLs of gateways
     nzc close --site S --month YYYY-MM           a reviewer's monthly close with its evidence
     nzc recompute --site S --from D --to D ...   restate emissions with another factor
     nzc alerts run|rules|list|ack|demo ...       alert evaluator and acknowledgements
@@ -24,7 +25,7 @@ import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from nzc import cli_alerts, cli_dashboards
+from nzc import cli_alerts, cli_dashboards, cli_gateways
 from nzc.cli_review import add_parsers as add_review_parsers
 from nzc.cli_review import dispatch as review_dispatch
 from nzc.settings import Settings
@@ -43,6 +44,10 @@ def cmd_migrate(settings: Settings) -> int:
     from nzc.registry import load_registry, registry_text
 
     applied = apply_migrations(settings.database_admin_url)
+    from db.roles import set_role_passwords  # deployments: passwords from NZC_DATABASE_*_URL
+
+    set_role_passwords(settings.database_admin_url,
+                       [settings.database_url_config, settings.database_reader_url_config])
     path = settings.registry_path
     sync_registry(settings.database_admin_url, load_registry(path), str(path),
                   registry_text(path))
@@ -64,6 +69,9 @@ def cmd_registry(settings: Settings, action: str) -> int:
                                 registry_text(path))
         print(f"registry {path}: " + (f"stored as version {version}" if version
                                        else "unchanged (already stored)"))
+        from nzc.cli_gateways import refresh_broker  # MQTT users and ACL follow the registry
+
+        refresh_broker(settings)
         return 0
     old_text = latest_registry_text(settings.database_reader_url, str(path))
     if old_text is None:
@@ -172,7 +180,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
                 stop_worker(w)
     print(f"\nLogs: {settings.state_dir / 'logs'}. Look again any time: nzc summary, "
           f"nzc close --site cd-park --month {datetime.now(UTC):%Y-%m}, or "
-          f"psql {settings.database_reader_url}")
+          f"PGPASSFILE={settings.pg_passfile} psql {settings.database_reader_url_config}")
     if args.keep_running:
         print("Workers keep running; stop everything with: nzc services down")
     return 0
@@ -233,12 +241,15 @@ def main(argv: list[str] | None = None) -> int:
         from simulators.run import main as simulate
 
         return simulate(rest)
+    cli_gateways.add_parsers(sub)
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if (code := cli_dashboards.dispatch(args, settings)) is not None:
+        return code
+    if (code := cli_gateways.dispatch(args, settings)) is not None:
         return code
     if args.cmd == "db":
         return cmd_migrate(settings)

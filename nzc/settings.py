@@ -26,6 +26,29 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"{name}={raw!r} is not an integer") from exc
 
 
+def _env_bool(name: str, default: bool) -> bool:
+    raw = _env(name, "1" if default else "0").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={raw!r} is not a boolean (use 1 or 0)")
+
+
+def _env_path(name: str) -> Path | None:
+    raw = _env(name, "")
+    return Path(raw) if raw else None
+
+
+def _with_password(url: str, passfile: Path) -> str:
+    """``url`` with the password of its user from ``passfile`` (pgpass format) inserted when
+    the URL names a user but no password; unchanged otherwise (deployments pass complete
+    URLs in environment variables)."""
+    from nzc.secret_store import url_with_password
+
+    return url_with_password(url, passfile)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Connection and pipeline settings.
@@ -40,9 +63,13 @@ class Settings:
     kafka_bootstrap: str
     kafka_controller_port: int
     pg_port: int
-    database_url: str = field(repr=False)
-    database_admin_url: str = field(repr=False)
-    database_reader_url: str = field(repr=False)
+    # The database URLs as configured (NZC_DATABASE_*_URL or the local default, usually
+    # without a password); read them through the properties database_url, database_admin_url
+    # and database_reader_url, which add the password from the state folder
+    # (nzc.secret_store).
+    database_url_config: str = field(repr=False)
+    database_admin_url_config: str = field(repr=False)
+    database_reader_url_config: str = field(repr=False)
     registry_path: Path
     interval_s: int
     lateness_s: int
@@ -55,6 +82,56 @@ class Settings:
     # MQTT topic filters the ingest bridge subscribes to (NZC_MQTT_SUBSCRIPTIONS, comma-separated;
     # default DEFAULT_MQTT_SUBSCRIPTIONS: our format and every supported gateway format)
     mqtt_subscriptions: tuple[str, ...] = ()
+    # --- MQTT credentials and TLS (issue 9; nzc.secret_store, nzc.mqtt_identities) ---
+    # NZC_MQTT_TLS=1: clients connect with TLS to NZC_MQTT_PORT and the broker has no
+    # plaintext listener; 0 (local default): NZC_MQTT_PORT is plaintext (with passwords and
+    # ACLs) and the launcher adds a TLS listener on NZC_MQTT_TLS_PORT.
+    mqtt_tls: bool = False
+    mqtt_tls_port: int = 18832
+    # the ingest bridge's MQTT identity (NZC_MQTT_USERNAME / NZC_MQTT_PASSWORD; without a
+    # password variable, the one the launcher stored in <state>/secrets/mqtt.json)
+    mqtt_username: str = "nzc-ingest"
+    mqtt_password_config: str | None = field(default=None, repr=False)
+    mqtt_ca_file: Path | None = None  # NZC_MQTT_CA_FILE (default: the launcher's local CA)
+    mqtt_cert_file: Path | None = None  # NZC_MQTT_CERT_FILE, client certificate (optional)
+    mqtt_key_file: Path | None = None  # NZC_MQTT_KEY_FILE, its private key
+    # the gateways' MQTT passwords, for the simulator (NZC_MQTT_GATEWAY_CREDENTIALS)
+    mqtt_credentials_path: Path = Path(".state/secrets/mqtt.json")
+    mqtt_message_size_limit: int = 1024 * 1024  # NZC_MQTT_MESSAGE_SIZE_LIMIT [bytes]
+    mqtt_max_queued_bytes: int = 256 * 1024 * 1024  # NZC_MQTT_MAX_QUEUED_BYTES [bytes/client]
+    mqtt_log_debug: bool = False  # NZC_MQTT_LOG_DEBUG=1: broker logs every packet and denial
+    pg_passfile: Path = Path(".state/secrets/pgpass")  # NZC_PG_PASSFILE (pgpass format)
+
+    @property
+    def database_url(self) -> str:
+        """The writer's URL (sink), with its password from the state folder if needed."""
+        return _with_password(self.database_url_config, self.pg_passfile)
+
+    @property
+    def database_admin_url(self) -> str:
+        """The owner's URL (migrations, registry), with its password if needed."""
+        return _with_password(self.database_admin_url_config, self.pg_passfile)
+
+    @property
+    def database_reader_url(self) -> str:
+        """The read-only role's URL, with its password if needed."""
+        return _with_password(self.database_reader_url_config, self.pg_passfile)
+
+    @property
+    def mqtt_password(self) -> str | None:
+        """The ingest identity's MQTT password: NZC_MQTT_PASSWORD, else the stored one."""
+        if self.mqtt_password_config is not None:
+            return self.mqtt_password_config
+        from nzc.secret_store import stored_mqtt_password
+
+        return stored_mqtt_password(self.mqtt_credentials_path, self.mqtt_username)
+
+    @property
+    def mqtt_ca_path(self) -> Path | None:
+        """The CA clients verify the broker with: NZC_MQTT_CA_FILE, else the launcher's."""
+        if self.mqtt_ca_file is not None:
+            return self.mqtt_ca_file
+        return self.state_dir / "mosquitto" / "tls" / "ca.crt"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -69,16 +146,16 @@ class Settings:
             kafka_bootstrap=_env("NZC_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
             kafka_controller_port=_env_int("NZC_KAFKA_CONTROLLER_PORT", 19093),
             pg_port=pg_port,
-            database_url=_env(
+            database_url_config=_env(
                 "NZC_DATABASE_URL",
-                f"postgresql://nzc_writer:nzc_writer@127.0.0.1:{pg_port}/{db}",
+                f"postgresql://nzc_writer@127.0.0.1:{pg_port}/{db}",
             ),
-            database_admin_url=_env(
+            database_admin_url_config=_env(
                 "NZC_DATABASE_ADMIN_URL", f"postgresql://postgres@127.0.0.1:{pg_port}/{db}"
             ),
-            database_reader_url=_env(
+            database_reader_url_config=_env(
                 "NZC_DATABASE_READER_URL",
-                f"postgresql://nzc_reader:nzc_reader@127.0.0.1:{pg_port}/{db}",
+                f"postgresql://nzc_reader@127.0.0.1:{pg_port}/{db}",
             ),
             registry_path=Path(
                 _env("NZC_REGISTRY", str(REPO_ROOT / "simulators" / "sites"))
@@ -97,6 +174,19 @@ class Settings:
                 .split(",")
                 if t.strip()
             ),
+            mqtt_tls=_env_bool("NZC_MQTT_TLS", False),
+            mqtt_tls_port=_env_int("NZC_MQTT_TLS_PORT", 18832),
+            mqtt_username=_env("NZC_MQTT_USERNAME", "nzc-ingest"),
+            mqtt_password_config=os.environ.get("NZC_MQTT_PASSWORD") or None,
+            mqtt_ca_file=_env_path("NZC_MQTT_CA_FILE"),
+            mqtt_cert_file=_env_path("NZC_MQTT_CERT_FILE"),
+            mqtt_key_file=_env_path("NZC_MQTT_KEY_FILE"),
+            mqtt_credentials_path=Path(_env("NZC_MQTT_GATEWAY_CREDENTIALS",
+                                            str(state_dir / "secrets" / "mqtt.json"))),
+            mqtt_message_size_limit=_env_int("NZC_MQTT_MESSAGE_SIZE_LIMIT", 1024 * 1024),
+            mqtt_max_queued_bytes=_env_int("NZC_MQTT_MAX_QUEUED_BYTES", 256 * 1024 * 1024),
+            mqtt_log_debug=_env_bool("NZC_MQTT_LOG_DEBUG", False),
+            pg_passfile=Path(_env("NZC_PG_PASSFILE", str(state_dir / "secrets" / "pgpass"))),
         )
 
 

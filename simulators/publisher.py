@@ -13,6 +13,16 @@ collide), and a message published while disconnected returns ``MQTT_ERR_NO_CONN`
 * counts messages and readings, per topic.
 
 MQTT v5, ``CallbackAPIVersion.VERSION2``, clean start, network loop in paho's thread.
+
+Credentials (issue 9): the broker accepts no anonymous client and each gateway may publish
+only to its own topics. Unless given ``auth`` (one identity for every message), the publisher
+takes the gateways' identities from the credential store of the settings
+(``NZC_MQTT_GATEWAY_CREDENTIALS``, written by ``nzc services up`` / ``nzc gateways
+credentials``) and publishes each message over the connection of the gateway whose rules
+allow its topic (one MQTT connection per gateway, opened on first use; the in-flight bound is
+shared). A topic no gateway may publish to raises :class:`PublishError` before anything is
+sent. TLS options come from the same settings (``NZC_MQTT_TLS`` and the ``NZC_MQTT_*_FILE``
+variables).
 """
 
 from __future__ import annotations
@@ -29,7 +39,11 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-__all__ = ["DEFAULT_MAX_INFLIGHT", "MqttPublisher", "PublishError", "PublishStats", "TopicStats"]
+from nzc.mqtt_client import MqttAuthError, MqttClientAuth, tls_options
+from nzc.settings import Settings
+
+__all__ = ["DEFAULT_MAX_INFLIGHT", "GatewayRoutes", "MqttPublisher", "PublishError", "PublishStats",
+           "TopicStats"]
 
 DEFAULT_MAX_INFLIGHT = 500
 
@@ -64,12 +78,63 @@ class PublishStats:
     per_topic: dict[str, TopicStats] = field(default_factory=dict)
 
 
+class GatewayRoutes:
+    """Which gateway identity may publish a topic: the ``publish`` filters of each gateway in
+    the credential store (:mod:`nzc.mqtt_identities`), matched as the broker's ACL does."""
+
+    def __init__(self, users: dict[str, dict[str, Any]], source: str) -> None:
+        self._rules = [(name, [str(t) for t in entry.get("publish", [])],
+                        str(entry["password"]))
+                       for name, entry in sorted(users.items()) if entry.get("role") == "gateway"]
+        self._source = source
+        self._cache: dict[str, tuple[str, str]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._rules)
+
+    def route(self, topic: str) -> tuple[str, str]:
+        """(user, password) of the first gateway allowed to publish ``topic``."""
+        hit = self._cache.get(topic)
+        if hit is not None:
+            return hit
+        for name, filters, password in self._rules:
+            if any(mqtt.topic_matches_sub(f, topic) for f in filters):
+                self._cache[topic] = (name, password)
+                return name, password
+        raise PublishError(f"no gateway in {self._source} may publish to {topic!r}: map the "
+                           "device to a gateway in the registry, then run `nzc gateways "
+                           "credentials`")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GatewayRoutes:
+        """The gateways of the credential store named by ``settings`` (none if missing)."""
+        from nzc.mqtt_identities import load_store
+
+        path = settings.mqtt_credentials_path
+        return cls(load_store(path).users, str(path))
+
+
+@dataclass
+class _Link:
+    """One MQTT connection (one identity)."""
+
+    client: mqtt.Client
+    connected: threading.Event = field(default_factory=threading.Event)
+    connect_reason: ReasonCode | None = None
+    disconnect_reason: str | None = None
+    loop_started: bool = False
+
+
 class MqttPublisher:
     """Publish to ``host:port`` with at most ``max_inflight`` unacknowledged messages.
 
     ``ack_timeout_s`` [s] bounds how long :meth:`publish` waits for a free in-flight slot (a
     broker that stops acknowledging makes it raise instead of hanging). Use as a context
     manager: entering connects, a clean exit flushes, every exit disconnects.
+
+    ``auth``: publish everything as this identity. Without it: as the gateway whose rules
+    allow each topic (``routes``, default from the credential store of ``settings``, default
+    ``Settings.from_env()``), or anonymously when the store has no gateway.
     """
 
     def __init__(
@@ -82,6 +147,9 @@ class MqttPublisher:
         max_inflight: int = DEFAULT_MAX_INFLIGHT,
         keepalive_s: int = 30,
         ack_timeout_s: float = 30.0,
+        auth: MqttClientAuth | None = None,
+        routes: GatewayRoutes | None = None,
+        settings: Settings | None = None,
     ) -> None:
         if qos not in (0, 1, 2):
             raise ValueError(f"qos must be 0, 1 or 2, got {qos}")
@@ -95,59 +163,51 @@ class MqttPublisher:
         self.max_inflight = max_inflight
         self.keepalive_s = keepalive_s
         self.ack_timeout_s = ack_timeout_s
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"nzc-sim-{os.getpid()}-{time.monotonic_ns() % 1_000_000}",
-            protocol=MQTTProtocolVersion.MQTTv5,
-        )
-        # paho's own window equals ours, so nothing waits in paho's internal queue; the queue
-        # limit is a tripwire: if our bound ever failed, publish() would return QUEUE_SIZE and
-        # we would raise instead of losing the message.
-        self._client.max_inflight_messages_set(max_inflight)
-        self._client.max_queued_messages_set(max_inflight + 16)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_publish = self._on_publish
+        self._client_id = client_id or f"nzc-sim-{os.getpid()}-{time.monotonic_ns() % 1_000_000}"
+        if auth is None:
+            settings = settings or Settings.from_env()
+            routes = GatewayRoutes.from_settings(settings) if routes is None else routes
+            auth = tls_options(settings)
+        self._auth = auth
+        self._routes = routes if routes else None
+        self._links: dict[str | None, _Link] = {}
         self._slots = threading.Semaphore(max_inflight)
         self._lock = threading.Condition()
-        self._connected = threading.Event()
-        self._connect_reason: ReasonCode | None = None
-        self._disconnect_reason: str | None = None
         self._failures: list[str] = []
         self._stats = PublishStats()
-        self._loop_started = False
+        self._started = False
 
     # ----------------------------------------------------------------- paho callbacks
 
     def _on_connect(
         self,
         client: mqtt.Client,
-        userdata: Any,
+        link: _Link,
         flags: mqtt.ConnectFlags,
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self._connect_reason = reason_code
+        link.connect_reason = reason_code
         if not reason_code.is_failure:
-            self._disconnect_reason = None
-        self._connected.set()
+            link.disconnect_reason = None
+        link.connected.set()
 
     def _on_disconnect(
         self,
         client: mqtt.Client,
-        userdata: Any,
+        link: _Link,
         flags: mqtt.DisconnectFlags,
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self._disconnect_reason = str(reason_code)
+        link.disconnect_reason = str(reason_code)
         with self._lock:
             self._lock.notify_all()
 
     def _on_publish(
         self,
         client: mqtt.Client,
-        userdata: Any,
+        link: _Link,
         mid: int,
         reason_code: ReasonCode,
         properties: Properties | None,
@@ -161,45 +221,92 @@ class MqttPublisher:
             self._lock.notify_all()
         self._slots.release()
 
+    # ----------------------------------------------------------------- connections
+
+    def _open(self, username: str | None, auth: MqttClientAuth, timeout_s: float) -> _Link:
+        suffix = "" if username is None else f"-{len(self._links)}"
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"{self._client_id}{suffix}",
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        link = _Link(client)
+        client.user_data_set(link)
+        # paho's own window equals ours, so nothing waits in paho's internal queue; the queue
+        # limit is a tripwire: if our bound ever failed, publish() would return QUEUE_SIZE and
+        # we would raise instead of losing the message.
+        client.max_inflight_messages_set(self.max_inflight)
+        client.max_queued_messages_set(self.max_inflight + 16)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        who = f" as {username!r}" if username else ""
+        try:
+            auth.apply(client)
+            client.connect(self.host, self.port, keepalive=self.keepalive_s, clean_start=True)
+        except (OSError, MqttAuthError, ValueError) as exc:
+            raise PublishError(
+                f"cannot connect to MQTT broker {self.host}:{self.port}{who}: {exc}"
+            ) from exc
+        client.loop_start()
+        link.loop_started = True
+        self._links[username] = link
+        if not link.connected.wait(timeout_s):
+            raise PublishError(
+                f"no CONNACK from MQTT broker {self.host}:{self.port}{who} within {timeout_s} s"
+            )
+        rc = link.connect_reason
+        if rc is None or rc.is_failure:
+            hint = "" if username or auth.username else (
+                " (no credentials: the broker refuses anonymous clients; `nzc services up` or "
+                "`nzc gateways credentials` stores the gateways' passwords)")
+            raise PublishError(
+                f"MQTT broker {self.host}:{self.port} refused the connection{who}: {rc}{hint}")
+        return link
+
+    def _link_for(self, topic: str) -> _Link:
+        if self._routes is None:
+            link = self._links.get(None)
+            return link if link is not None else self._open(None, self._auth, 10.0)
+        username, password = self._routes.route(topic)
+        link = self._links.get(username)
+        if link is None:
+            link = self._open(username, self._auth.as_user(username, password), 10.0)
+        return link
+
     # ----------------------------------------------------------------- public API
 
     def connect(self, timeout_s: float = 10.0) -> None:
-        """Connect and wait up to ``timeout_s`` [s] for the broker's CONNACK."""
-        try:
-            self._client.connect(self.host, self.port, keepalive=self.keepalive_s, clean_start=True)
-        except OSError as exc:
-            raise PublishError(
-                f"cannot connect to MQTT broker {self.host}:{self.port}: {exc}"
-            ) from exc
-        self._client.loop_start()
-        self._loop_started = True
-        if not self._connected.wait(timeout_s):
-            self.close()
-            raise PublishError(
-                f"no CONNACK from MQTT broker {self.host}:{self.port} within {timeout_s} s"
-            )
-        rc = self._connect_reason
-        if rc is None or rc.is_failure:
-            self.close()
-            raise PublishError(f"MQTT broker {self.host}:{self.port} refused the connection: {rc}")
+        """Connect and wait up to ``timeout_s`` [s] for the broker's CONNACK (with gateway
+        routes, each gateway's connection opens on its first message instead)."""
+        self._started = True
+        if self._routes is None and None not in self._links:
+            try:
+                self._open(None, self._auth, timeout_s)
+            except PublishError:
+                self.close()
+                raise
 
     def publish(self, topic: str, payload: bytes, readings: int = 1) -> None:
         """Publish ``payload`` on ``topic``, counting ``readings`` readings in it.
 
         Blocks while ``max_inflight`` messages are unacknowledged (at most ``ack_timeout_s``);
-        raises :class:`PublishError` on a refused earlier message, a timeout or any return code
-        other than ``MQTT_ERR_SUCCESS``.
+        raises :class:`PublishError` on a refused earlier message, a timeout, a topic no
+        identity may publish to, or any return code other than ``MQTT_ERR_SUCCESS``.
         """
         if self._failures:
             raise PublishError(self._failures[0])
+        link = self._link_for(topic)
         if not self._slots.acquire(timeout=self.ack_timeout_s):
+            reasons = [f"{k or 'anonymous'}: {v.disconnect_reason}"
+                       for k, v in self._links.items() if v.disconnect_reason]
             raise PublishError(
                 f"no acknowledgement from {self.host}:{self.port} within {self.ack_timeout_s} s "
                 f"with {self.max_inflight} messages in flight"
-                + (f" (disconnected: {self._disconnect_reason})" if self._disconnect_reason else "")
+                + (f" (disconnected: {'; '.join(reasons)})" if reasons else "")
             )
         try:
-            info = self._client.publish(topic, payload, qos=self.qos)
+            info = link.client.publish(topic, payload, qos=self.qos)
         except (ValueError, TypeError) as exc:
             self._slots.release()
             raise PublishError(f"cannot publish to {topic!r}: {exc}") from exc
@@ -244,6 +351,11 @@ class MqttPublisher:
         with self._lock:
             return self._stats.messages - self._stats.acked
 
+    @property
+    def identities(self) -> list[str]:
+        """The MQTT users connected so far (``anonymous`` for a connection without one)."""
+        return [k or "anonymous" for k in self._links]
+
     def stats(self) -> PublishStats:
         """A copy of the counters."""
         with self._lock:
@@ -255,13 +367,15 @@ class MqttPublisher:
             )
 
     def close(self) -> None:
-        """Disconnect and stop the network thread (does not wait for acknowledgements)."""
-        try:
-            self._client.disconnect()
-        finally:
-            if self._loop_started:
-                self._client.loop_stop()
-                self._loop_started = False
+        """Disconnect and stop the network threads (does not wait for acknowledgements)."""
+        links, self._links = list(self._links.values()), {}
+        for link in links:
+            try:
+                link.client.disconnect()
+            finally:
+                if link.loop_started:
+                    link.client.loop_stop()
+                    link.loop_started = False
 
     def __enter__(self) -> MqttPublisher:
         self.connect()

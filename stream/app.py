@@ -172,12 +172,13 @@ def create_app(settings: Settings, ctx: logic.StreamContext) -> faust.App:
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Start one stream worker in the foreground (blocks until stopped)."""
-    from db.sink import sync_registry
+    from db.registry_store import ensure_registry_stored
     from nzc.factors_io import load_factor_library
 
     registry = load_registry(settings.registry_path)
-    sync_registry(settings.database_url, registry, str(settings.registry_path),
-                  registry_text(settings.registry_path))
+    # the writer role may not write the registry: check it, store it as the owner if changed
+    ensure_registry_stored(settings, registry, str(settings.registry_path),
+                           registry_text(settings.registry_path))
     ctx = logic.StreamContext(
         registry=registry,
         factors=load_factor_library(settings.factors_path),

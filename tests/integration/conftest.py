@@ -5,6 +5,12 @@ their own (``.state/test``), so they never touch the demo's data: the session st
 clean slate (``reset`` then ``up``), applies the migrations, and starts one ingest bridge and
 one stream worker that the tests share (the crash test kills and restarts them). A service
 that cannot be started fails the session; nothing is skipped.
+
+Authentication is on for every test, as in the demo: the broker refuses anonymous clients and
+lets each gateway publish only to its own topics (ACL from the test registry); PostgreSQL
+asks for SCRAM passwords. Every MQTT publish goes through :func:`publish_payloads` or
+:func:`gateway_auth` / :func:`mosquitto_pub_auth` here, which take the gateways' passwords
+from the state folder's credential store: credentials live in this one place.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ _OFF = int(os.environ.get("NZC_TEST_PORT_OFFSET", "0"))
 TEST_ENV = {
     "NZC_STATE_DIR": str(REPO / ".state" / (f"test{_OFF}" if _OFF else "test")),
     "NZC_MQTT_PORT": str(18841 + _OFF),
+    "NZC_MQTT_TLS_PORT": str(18842 + _OFF),
+    # the broker logs every packet, so that ACL denials ("Denied PUBLISH") can be checked
+    "NZC_MQTT_LOG_DEBUG": "1",
     "NZC_KAFKA_BOOTSTRAP": f"127.0.0.1:{19102 + _OFF}",
     "NZC_KAFKA_CONTROLLER_PORT": str(19103 + _OFF),
     "NZC_PG_PORT": str(15442 + _OFF),
@@ -40,7 +49,12 @@ TEST_ENV = {
 for _k, _v in TEST_ENV.items():
     os.environ[_k] = _v
 # The database URLs derive from the port unless given: drop inherited ones.
-for _k in ("NZC_DATABASE_URL", "NZC_DATABASE_ADMIN_URL", "NZC_DATABASE_READER_URL"):
+for _k in ("NZC_DATABASE_URL", "NZC_DATABASE_ADMIN_URL", "NZC_DATABASE_READER_URL",
+           # and credentials or TLS options of another environment: the tests use the
+           # launcher's generated ones (plaintext port with passwords, TLS on NZC_MQTT_TLS_PORT)
+           "NZC_MQTT_TLS", "NZC_MQTT_USERNAME", "NZC_MQTT_PASSWORD", "NZC_MQTT_CA_FILE",
+           "NZC_MQTT_CERT_FILE", "NZC_MQTT_KEY_FILE", "NZC_MQTT_GATEWAY_CREDENTIALS",
+           "NZC_PG_PASSFILE"):
     os.environ.pop(_k, None)
 
 from nzc.settings import Settings  # noqa: E402
@@ -78,12 +92,27 @@ def services(settings: Settings) -> Iterator[Settings]:
 
 
 def publish_payloads(settings: Settings, messages: list[tuple[str, bytes]]) -> None:
-    """Publish raw payloads at QoS 1 through the real broker and wait for every PUBACK."""
+    """Publish raw payloads at QoS 1 through the real broker and wait for every PUBACK, each
+    as the gateway whose ACL allows its topic (passwords from the credential store)."""
     from simulators.publisher import MqttPublisher
 
-    with MqttPublisher(settings.mqtt_host, settings.mqtt_port) as pub:
+    with MqttPublisher(settings.mqtt_host, settings.mqtt_port, settings=settings) as pub:
         for topic, payload in messages:
             pub.publish(topic, payload)
+
+
+def gateway_auth(settings: Settings, username: str) -> Any:
+    """The :class:`nzc.mqtt_client.MqttClientAuth` of MQTT user ``username`` (a gateway
+    ``<site>/<gateway>``, ``nzc-health`` or ``nzc-ingest``) from the credential store."""
+    from nzc.mqtt_client import stored_auth
+
+    return stored_auth(settings, username)
+
+
+def mosquitto_pub_auth(settings: Settings, username: str) -> list[str]:
+    """``mosquitto_pub``/``mosquitto_sub`` options to log in as ``username``."""
+    auth = gateway_auth(settings, username)
+    return ["-u", auth.username, "-P", auth.password]
 
 
 def query(settings: Settings, sql: str, params: Any = None) -> list[tuple[Any, ...]]:

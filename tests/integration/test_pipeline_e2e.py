@@ -11,7 +11,7 @@ import pytest
 
 from nzc.settings import Settings
 
-from .conftest import Pipeline, publish_payloads, query, wait_for
+from .conftest import Pipeline, mosquitto_pub_auth, publish_payloads, query, wait_for
 from .expected import (
     GAS_KG_PER_M3,
     NATIONAL_EXCL_MARKET_2023_KG_PER_KWH,
@@ -147,6 +147,7 @@ def test_mosquitto_pub_feeds_the_pipeline(pipeline: Pipeline) -> None:
     for ts, reg in ((t0, 100.0), (t0 + INTERVAL, 142.5)):
         payload = json.dumps({"meter": "pub-el", "ts": _iso(ts), "register": reg, "unit": "kWh"})
         subprocess.run(["mosquitto_pub", "-h", s.mqtt_host, "-p", str(s.mqtt_port), "-q", "1",
+                        *mosquitto_pub_auth(s, "test-site/gw3"),
                         "-t", "nzc/v1/test-site/gw3/readings", "-m", payload],
                        check=True, timeout=30)
     got = wait_for(lambda: energy_rows(s, "pub-el"), 60, "the pub-el interval")

@@ -44,7 +44,9 @@ def test_mqtt_connect_and_qos1_round_trip(launched: Settings) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    topic = f"nzc/test/services/{uuid.uuid4().hex}"
+    from nzc.mqtt_client import stored_auth
+
+    topic = f"nzc/health/services/{uuid.uuid4().hex}"
     connected = threading.Event()
     subscribed = threading.Event()
     received: list[bytes] = []
@@ -69,6 +71,7 @@ def test_mqtt_connect_and_qos1_round_trip(launched: Settings) -> None:
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe
     client.on_message = on_message
+    stored_auth(launched, "nzc-health").apply(client)  # the health probe's identity
     client.connect(launched.mqtt_host, launched.mqtt_port, keepalive=10)
     client.loop_start()
     try:
