@@ -355,12 +355,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def mqtt_publish(topic: str, body: bytes) -> None:
         nonlocal publisher
+        from nzc.mqtt_client import stored_auth
+        from nzc.mqtt_identities import ALERTS_USER
         from simulators.publisher import MqttPublisher
 
         with lock:
             if publisher is None:
                 publisher = MqttPublisher(settings.mqtt_host, settings.mqtt_port,
-                                          client_id=f"nzc-alert-receiver-{os.getpid()}")
+                                          client_id=f"nzc-alert-receiver-{os.getpid()}",
+                                          auth=stored_auth(settings, ALERTS_USER))
                 publisher.__enter__()
             try:
                 publisher.publish(topic, body)

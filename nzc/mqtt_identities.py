@@ -18,7 +18,8 @@ format             topics a gateway may publish (write)
 and to read only what its protocol needs (Sparkplug B edge nodes: their own ``NCMD``/``DCMD``
 topics and the primary host's ``STATE``; nothing for the others). The ingest bridge,
 ``nzc-ingest``, may read exactly its subscriptions (``NZC_MQTT_SUBSCRIPTIONS``) and write
-nothing; the health probe, ``nzc-health``, may read and write ``nzc/health/#`` only.
+nothing; the health probe, ``nzc-health``, may read and write ``nzc/health/#`` only; the alert
+receiver, ``nzc-alerts``, may read and write ``nzc/v1/alerts[/#]`` only.
 
 Passwords are Mosquitto's PBKDF2-SHA512 hashes (``$7$`` format of ``mosquitto_passwd``,
 Mosquitto >= 2.0); the clear passwords live only in ``<state>/secrets/mqtt.json`` (0600),
@@ -43,6 +44,9 @@ from carbon.registry import DeviceSource, Registry
 INGEST_USER = "nzc-ingest"
 HEALTH_USER = "nzc-health"
 HEALTH_TOPICS = ("nzc/health/#",)
+# The alert receiver (alerts/channels.py) publishes alert messages for facility systems.
+ALERTS_USER = "nzc-alerts"
+ALERTS_TOPICS = ("nzc/v1/alerts", "nzc/v1/alerts/#")
 # Mosquitto's own password hash (mosquitto_passwd, src/password_mosq.c): PBKDF2 with
 # HMAC-SHA512, 101 iterations, 12 bytes of salt, base64 fields: $7$<iterations>$<salt>$<hash>
 PBKDF2_ITERATIONS = 101
@@ -59,7 +63,7 @@ class Identity:
     """One MQTT user and the topic filters it may publish to and subscribe to."""
 
     username: str
-    role: str  # "gateway", "ingest" or "health"
+    role: str  # "gateway", "ingest", "health" or "alerts"
     publish: tuple[str, ...] = ()
     subscribe: tuple[str, ...] = ()
     site_id: str | None = None
@@ -133,14 +137,16 @@ def gateway_identities(registry: Registry) -> list[Identity]:
 
 def all_identities(registry: Registry, ingest_user: str,
                    ingest_subscriptions: Iterable[str]) -> list[Identity]:
-    """The ingest bridge, the health probe and every gateway of ``registry``."""
+    """The ingest bridge, the health probe, the alert receiver and every gateway of
+    ``registry``."""
     subs = tuple(ingest_subscriptions)
     for t in subs:
         if "\n" in t or not t:
             raise IdentityError(f"ingest subscription {t!r} cannot be an ACL rule")
     gateways = gateway_identities(registry)
     fixed = [Identity(ingest_user, "ingest", (), subs),
-             Identity(HEALTH_USER, "health", HEALTH_TOPICS, HEALTH_TOPICS)]
+             Identity(HEALTH_USER, "health", HEALTH_TOPICS, HEALTH_TOPICS),
+             Identity(ALERTS_USER, "alerts", ALERTS_TOPICS, ALERTS_TOPICS)]
     names = {i.username for i in fixed}
     clash = [g.username for g in gateways if g.username in names]
     if clash:

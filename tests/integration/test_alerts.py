@@ -40,7 +40,7 @@ from alerts.rules import Rule, parse_rules
 from alerts.workdays import repair_deadline
 from db.alerts import inject_intervals, inject_reading
 from nzc.settings import Settings
-from tests.integration.conftest import _OFF, REPO, wait_for
+from tests.integration.conftest import _OFF, REPO, gateway_auth, wait_for
 
 CAMPUS = REPO / "simulators" / "sites" / "campus.yaml"
 SECRET = "SECtest-secret-0123456789"
@@ -175,6 +175,8 @@ def stack(services: Settings, tmp_path: Path) -> Iterator[Stack]:
     sub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
                       client_id=f"alerts-test-{os.getpid()}")
     sub.on_message = on_message
+    auth = gateway_auth(services, "nzc-alerts")
+    sub.username_pw_set(auth.username, auth.password)
     sub.connect(services.mqtt_host, services.mqtt_port)
     sub.subscribe("nzc/v1/alerts/#", qos=1)
     sub.loop_start()

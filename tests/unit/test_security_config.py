@@ -86,6 +86,8 @@ def test_acl_file_text() -> None:
     assert blocks["user nzc-ingest"] == ["topic read nzc/v1/+/+/readings",
                                          "topic read tele/+/SENSOR"]
     assert blocks["user nzc-health"] == ["topic readwrite nzc/health/#"]
+    assert blocks["user nzc-alerts"] == ["topic readwrite nzc/v1/alerts",
+                                         "topic readwrite nzc/v1/alerts/#"]
     assert blocks["user p1/gw-a"] == ["topic write nzc/v1/p1/gw-a/readings",
                                       "topic write tele/tasmota_5A3F21/SENSOR"]
     assert "topic read spBv1.0/STATE/+" in blocks["user p1/gw-d"]
