@@ -391,7 +391,7 @@ def decode_message(
 
     def dead(code: str, reason: str, raw: bytes, meter: str | None = None) -> DeadLetter:
         return make_dead_letter(
-            stage="ingest", code=code, reason=reason, mqtt_topic=topic, payload=raw,
+            stage="ingest", code=code, reason=printable(reason), mqtt_topic=topic, payload=raw,
             received_ms=received_ms, meter_id=meter,
         )
 

@@ -265,7 +265,10 @@ def epoch_ms(raw: Any, where: str, *, seconds: bool = False) -> int:
     if isinstance(raw, int):
         ms = raw * 1000 if seconds else raw
     else:
-        ms = math.floor(raw * 1000.0) if seconds else math.floor(raw)
+        scaled = raw * 1000.0 if seconds else raw
+        if not math.isfinite(scaled):  # 1e308 s is infinite in ms
+            raise DecodeError("impossible_timestamp", f"{where} {raw!r} is after 9999-12-31")
+        ms = math.floor(scaled)
     return check_ts_ms(ms, where)
 
 

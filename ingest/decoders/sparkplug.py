@@ -274,6 +274,9 @@ class SparkplugState:
         if not group or not node:
             raise DecodeError("topic", f"topic {printable(topic)!r} has an empty group or edge "
                                        "node id")
+        if not all(level.isprintable() for level in parts[1:]):
+            raise DecodeError("topic", f"topic {printable(topic)!r}: group, edge node and "
+                                       "device ids must not contain control characters")
         p = parse_payload(payload)
         if len(p.metrics) > MAX_READINGS_PER_MESSAGE:
             raise DecodeError("too_many_readings",
