@@ -151,29 +151,20 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def json_depth_exceeds(payload: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
-    """Whether brackets outside strings nest deeper than ``limit`` (a linear scan that never
-    recurses, run before :func:`json.loads` so that deep input cannot exhaust the stack)."""
-    if payload.count(b"[") + payload.count(b"{") <= limit:
+def json_depth_exceeds(doc: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a parsed JSON document nests arrays/objects deeper than ``limit`` (an
+    iterative walk, linear in the number of containers; :func:`json.loads` itself stops
+    recursing near Python's recursion limit with a ``RecursionError``)."""
+    if not isinstance(doc, dict | list):
         return False
-    depth = 0
-    in_string = escaped = False
-    for byte in payload:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):
-            depth += 1
-            if depth > limit:
-                return True
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
     return False
 
 
@@ -181,14 +172,18 @@ def load_json(payload: bytes) -> Any:
     """Parse UTF-8 JSON; raise :class:`DecodeError` ``malformed_json`` otherwise (also for
     ``NaN``/``Infinity``, nesting deeper than :data:`MAX_JSON_DEPTH` and integers longer than
     Python's digit limit)."""
-    if json_depth_exceeds(payload):
-        raise DecodeError("malformed_json",
-                          f"payload nests arrays/objects deeper than {MAX_JSON_DEPTH} levels")
+    too_deep = DecodeError("malformed_json",
+                           f"payload nests arrays/objects deeper than {MAX_JSON_DEPTH} levels")
     try:
-        return json.loads(payload, parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        doc = json.loads(payload, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise too_deep from None
+    except (UnicodeDecodeError, ValueError) as exc:
         raise DecodeError("malformed_json",
                           f"payload is not UTF-8 JSON: {printable(str(exc))[:200]}") from None
+    if json_depth_exceeds(doc):
+        raise too_deep
+    return doc
 
 
 def json_object(payload: bytes, what: str) -> dict[str, Any]:
