@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from paho.mqtt.client import topic_matches_sub
 
 from carbon.registry import parse_registry
-from ingest.decoders import MAX_MESSAGE_BYTES, MAX_READINGS_PER_MESSAGE
+from ingest.decoders import MAX_MESSAGE_BYTES, MAX_READINGS_PER_MESSAGE, device_topics
 from ingest.decoders.sparkplug import SparkplugState
 from ingest.schema import DeadLetter, ReadingRecord
 from ingest.validate import decode_message
 from nzc.registry import load_registry
+from simulators.scale import SITES_DIR
+from simulators.scenario import Scenario
 from tests.unit.test_decoders_sparkplug import DOUBLE, UINT64, encode, metric
 
 REG = load_registry(Path(__file__).resolve().parents[1] / "data" / "registry.yaml")
@@ -347,3 +351,31 @@ def test_neuron_upload_is_bound_to_the_node_and_group_of_its_topic() -> None:
         ok, bad = run(topic, upload, registry=TWO_GATEWAYS)
         assert ok == [] and [(d.code, d.meter_id) for d in bad] == [
             ("device_not_on_gateway", "b-neu")], topic
+
+
+# ------------------------------------------------------------ issue 9: ACL topics
+
+
+@pytest.mark.parametrize("name", ["campus.yaml", "commercial.yaml", "industrial_park.yaml"])
+def test_device_topics_cover_every_simulated_message_of_the_device(name: str) -> None:
+    """The topic filters the ACL generator gets for a device (device_topics) match the
+    topics the simulator publishes that device's readings on, and on nothing of another
+    gateway's devices."""
+    reg = load_registry(SITES_DIR / name)
+    sc = Scenario(reg, start=datetime(2026, 5, 4, 1, 0, tzinfo=UTC), interval_s=60, seed=3)
+    checked = 0
+    for o in sc.step() + sc.step():
+        for r in o.message.carried:
+            src = r.meter.source
+            if src is None or src.format == "nzc":
+                continue
+            filters = device_topics(src.format, src.device)
+            assert any(topic_matches_sub(f, o.topic) for f in filters), (o.topic, filters)
+            others = [m for m in reg.meters.values() if m.source is not None
+                      and m.gateway_id != r.meter.gateway_id]
+            for m in others:
+                assert m.source is not None
+                assert not any(topic_matches_sub(f, o.topic)
+                               for f in device_topics(m.source.format, m.source.device))
+            checked += 1
+    assert checked > 10
