@@ -130,6 +130,7 @@ class _Checker:
                     f"meter {meter.meter_id!r}: {kind} value {value!r} {printable(unit)} is "
                     f"{canonical!r} {meter.canonical_unit}; it must be finite and within "
                     f"[0, {limit!r}] (register_max {meter.register_max!r} {meter.unit})")
+        canonical = min(canonical, limit)  # within the conversion's rounding of register_max
         return ReadingRecord(
             meter_id=meter.meter_id, site_id=meter.site_id, ts_ms=ts_ms, kind=kind,
             value=canonical, unit=meter.canonical_unit, period_s=period_s,
