@@ -20,6 +20,9 @@ Rejections (dead letters, stage ``ingest``), besides those of our format:
   several unmapped devices, the first 20 of them and their number), so an installer can map
   it. Channels of a *mapped* device that no meter claims are ignored silently: devices report
   more than we meter (per-phase values beside the total, export beside import);
+* in our format more than 10 ``unknown_meter``, ``site_mismatch`` or ``gateway_mismatch``
+  readings of one code in one message become one summarising dead letter (the count, the
+  first 20 meters and readings);
 * gateway binding (issue 9, defence in depth behind the broker ACL): ``gateway_mismatch``
   (our format: the meter's ``gateway`` is not the topic's ``<gateway>``) and
   ``device_not_on_gateway`` (vendor formats: the device the payload names is not bound, in the
@@ -96,6 +99,12 @@ def _site_of(topic: str) -> tuple[str, str] | None:
     return None
 
 
+MAX_LISTED = 20  # devices / meters / events named in one summarising dead letter
+# More rejections than this of one code in one message that are about the registry or the
+# topic rather than a meter's data (unknown_meter, site_mismatch, gateway_mismatch, events of
+# unmapped devices) become one summarising dead letter.
+_SUMMARY_FROM = 10
+
 # Relative tolerance of the register_max comparison after unit conversion (Wh -> kWh etc.
 # multiply by factors such as 0.001 that are not exact in binary floating point).
 _RANGE_TOLERANCE = 1e-9
@@ -153,25 +162,24 @@ def _decode_nzc(
         return [], [dead(exc.code, str(exc), payload)]
     accepted: list[ReadingRecord] = []
     rejected: list[DeadLetter] = []
+    # registry/topic mismatches: (reason, raw reading, meter id) by code, summarised below
+    mismatches: dict[str, list[tuple[str, bytes, str]]] = {}
     for r in wire:
         raw = json.dumps(r.model_dump(mode="json", by_alias=True, exclude_none=True)).encode()
         meter = registry.meter(r.meter)
         if meter is None:
-            rejected.append(dead("unknown_meter", f"meter {r.meter!r} is not in the registry",
-                                 raw, r.meter))
+            mismatches.setdefault("unknown_meter", []).append(
+                (f"meter {r.meter!r} is not in the registry", raw, r.meter))
             continue
         if meter.site_id != site:
-            rejected.append(dead(
-                "site_mismatch",
-                f"meter {r.meter!r} belongs to site {meter.site_id!r}, published under {site!r}",
-                raw, r.meter))
+            mismatches.setdefault("site_mismatch", []).append((
+                f"meter {r.meter!r} belongs to site {meter.site_id!r}, published under "
+                f"{printable(site)!r}", raw, r.meter))
             continue
         if meter.gateway_id != gateway:
-            rejected.append(dead(
-                "gateway_mismatch",
+            mismatches.setdefault("gateway_mismatch", []).append((
                 f"meter {r.meter!r} is on gateway {meter.gateway_id!r} of site {site!r}, "
-                f"published by gateway {printable(gateway)!r}",
-                raw, r.meter))
+                f"published by gateway {printable(gateway)!r}", raw, r.meter))
             continue
         is_register = r.register_value is not None
         value = r.register_value if is_register else r.value
@@ -182,6 +190,16 @@ def _decode_nzc(
             accepted.append(out)
         else:
             rejected.append(dead(out[0], out[1], raw, r.meter))
+    for code, items in mismatches.items():
+        if len(items) <= _SUMMARY_FROM:
+            rejected += [dead(code, reason, raw, meter_id) for reason, raw, meter_id in items]
+            continue
+        meters = sorted({m for _, _, m in items})
+        rejected.append(dead(
+            code, f"{len(items)} readings of {len(meters)} meters in one message: {code}; "
+                  f"the first: {items[0][0]}; meters (first {min(len(meters), MAX_LISTED)}): "
+                  + ", ".join(meters[:MAX_LISTED]),
+            b'{"readings":[' + b",".join(raw for _, raw, _ in items[:MAX_LISTED]) + b"]}"))
     return accepted, rejected
 
 
@@ -257,8 +275,6 @@ def _meters_of_event(registry: Registry, fmt: str, e: DeviceEvent) -> list[Meter
     return [meter] if meter is not None else []
 
 
-MAX_LISTED = 20  # devices / events named in one summarising dead letter
-_SUMMARY_FROM = 10  # more unmapped-device events of one code than this: one summary
 
 
 def _unmapped(fmt: str, by_device: dict[str, list[DeviceReading]],

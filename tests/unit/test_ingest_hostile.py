@@ -224,6 +224,20 @@ def test_unmapped_devices_give_one_summarising_dead_letter_per_message() -> None
     assert len(d.reason) <= 2000 and len(d.payload) <= 8192
 
 
+def test_unknown_meters_of_a_batch_are_summarised_beyond_ten() -> None:
+    few = [reading(meter=f"nope-{i}") for i in range(10)]
+    ok, bad = run(TOPIC, {"readings": [*few, reading()]})
+    assert len(ok) == 1 and [d.code for d in bad] == ["unknown_meter"] * 10
+    many = [reading(meter=f"nope-{i}") for i in range(MAX_READINGS_PER_MESSAGE - 1)]
+    ok, bad = run(TOPIC, {"readings": [*many, reading()]})
+    assert len(ok) == 1 and len(bad) == 1
+    d = bad[0]
+    assert d.code == "unknown_meter" and d.reason.startswith("9999 readings of 9999 meters")
+    assert len(json.loads(d.payload)["readings"]) == 20
+    ok, bad = run("nzc/v1/test-site/gw3/readings", {"readings": [reading()] * 11})
+    assert ok == [] and [d.code for d in bad] == ["gateway_mismatch"]
+
+
 def test_sparkplug_data_before_birth_unknown_metric_and_seq() -> None:
     ddata = encode(1, [metric("Energy/Import", value=1.0)])
     assert one_code("spBv1.0/nzc-test/DDATA/edge-1/meter-1", ddata,
