@@ -54,13 +54,17 @@ from typing import Any, Final
 
 from ingest.decoders import (
     EMPTY,
+    MAX_READINGS_PER_MESSAGE,
     DecodeError,
     DecodeResult,
     DeviceEvent,
     DeviceReading,
     FieldSpec,
+    check_ts_ms,
     energy_value,
     json_object,
+    short,
+    text_id,
 )
 
 FORMAT: Final = "neuron"
@@ -104,7 +108,7 @@ def _tag_values(doc: dict[str, Any]) -> tuple[list[tuple[str, Any]], list[tuple[
     if "tags" in doc:
         tags = doc["tags"]
         if not isinstance(tags, list):
-            raise DecodeError("schema", f"tags must be a list, got {tags!r}")
+            raise DecodeError("schema", f"tags must be a list, got {short(tags)}")
         values, errors = [], []
         for i, t in enumerate(tags):
             if not isinstance(t, dict) or not isinstance(t.get("name"), str):
@@ -134,14 +138,21 @@ def decode(topic: str, payload: bytes, received_ms: int) -> DecodeResult:
     doc = json_object(payload, "Neuron upload")
     if "states" in doc or "uuid" in doc:
         return EMPTY  # heartbeat, read/write responses on a shared custom topic
-    for key in ("node", "group"):
-        if not isinstance(doc.get(key), str) or not doc[key]:
-            raise DecodeError("schema", f"{key} is required (the south node / group name)")
+    node = text_id(doc.get("node"), "node")
+    group = text_id(doc.get("group"), "group")
+    if "/" in node or "/" in group:
+        raise DecodeError("schema", "node and group names must not contain '/'")
     ts = doc.get("timestamp")
     if isinstance(ts, bool) or not isinstance(ts, int):
-        raise DecodeError("schema", f"timestamp must be epoch milliseconds, got {ts!r}")
-    node, group = doc["node"], doc["group"]
+        raise DecodeError("schema", f"timestamp must be epoch milliseconds, got {short(ts)}")
     values, errors = _tag_values(doc)
+    if len(values) + len(errors) > MAX_READINGS_PER_MESSAGE:
+        raise DecodeError("too_many_readings",
+                          f"upload carries {len(values) + len(errors)} tags; at most "
+                          f"{MAX_READINGS_PER_MESSAGE} per message are accepted")
+    if not values and not errors:
+        return EMPTY
+    ts = check_ts_ms(ts, "timestamp")
     readings: list[DeviceReading] = []
     events: list[DeviceEvent] = []
     for name, raw in values:
@@ -153,7 +164,7 @@ def decode(topic: str, payload: bytes, received_ms: int) -> DecodeResult:
         try:
             value = energy_value(raw, f"tag {name!r}")
         except DecodeError as exc:
-            events.append(DeviceEvent(FORMAT, device, "schema", str(exc), ts, channel=di))
+            events.append(DeviceEvent(FORMAT, device, exc.code, str(exc), ts, channel=di))
             continue
         readings.append(DeviceReading(format=FORMAT, device=device, channel=di,
                                       kind="register", value=value, unit="kWh", ts_ms=ts))
@@ -165,5 +176,5 @@ def decode(topic: str, payload: bytes, received_ms: int) -> DecodeResult:
         events.append(DeviceEvent(
             FORMAT, f"{node}/{group}/{addr}", "device_read_error",
             f"Neuron could not read tag {name!r} of node {node!r} group {group!r}: "
-            f"error code {code!r}", ts, channel=di))
+            f"error code {short(code)}", ts, channel=di))
     return DecodeResult(readings=tuple(readings), events=tuple(events))

@@ -35,8 +35,11 @@ Device identity: Gen1 the ``<id>`` topic level (``shellies/<id>/...``, by defaul
 configurable topic prefix), or the topic prefix when ``src`` is missing.
 
 Reading time: Gen1 messages carry none, so the receive time is used; Gen2 notifications carry
-``params.ts`` [s since the epoch, UTC]. Gen2 notifications other than ``NotifyStatus`` /
-``NotifyFullStatus``, and status without energy components, carry no energy and are ignored.
+``params.ts`` [s since the epoch, UTC] (Shelly documents seconds, a float: it is read as
+seconds whatever its size, cut to whole milliseconds; outside 2000..9999, NaN or 1e308:
+``impossible_timestamp``). ``src`` must be a printable device id (``schema`` otherwise).
+Gen2 notifications other than ``NotifyStatus`` / ``NotifyFullStatus``, and status without
+energy components, carry no energy and are ignored.
 """
 
 from __future__ import annotations
@@ -50,7 +53,10 @@ from ingest.decoders import (
     DeviceReading,
     FieldSpec,
     energy_value,
+    epoch_ms,
     json_object,
+    short,
+    text_id,
 )
 
 FORMAT_GEN1: Final = "shelly_gen1"
@@ -96,13 +102,14 @@ def decode_gen1(topic: str, payload: bytes, received_ms: int) -> DecodeResult:
     device, n, field = parts[1], parts[3], parts[4]
     if field not in GEN1_FIELDS:
         return EMPTY
-    if not n.isdigit():
-        raise DecodeError("topic", f"emeter index {n!r} in {topic!r} is not a number")
+    if not (n.isdigit() and n.isascii()):
+        raise DecodeError("topic", f"emeter index {short(n)} in {short(topic)} is not a number")
     text = payload.decode("utf-8", errors="replace").strip()
     try:
         raw: Any = float(text)
     except ValueError:
-        raise DecodeError("schema", f"{field} payload {text[:40]!r} is not a number [Wh]") from None
+        raise DecodeError("schema",
+                          f"{field} payload {short(text[:40])} is not a number [Wh]") from None
     value = energy_value(raw, f"emeter/{n}/{field}")
     return DecodeResult(readings=(DeviceReading(
         format=FORMAT_GEN1, device=device, channel=f"emeter/{n}/{field}", kind="register",
@@ -123,16 +130,8 @@ def decode_gen2(topic: str, payload: bytes, received_ms: int) -> DecodeResult:
     if not isinstance(params, dict):
         raise DecodeError("schema", f"params must be an object, got {params!r}")
     src = doc.get("src")
-    if src is not None and (not isinstance(src, str) or not src):
-        raise DecodeError("schema", f"src must be the device id string, got {src!r}")
-    device = src or "/".join(parts[:-2])
-    ts_ms: int | None = None
-    if params.get("ts") is not None:
-        ts = params["ts"]
-        if isinstance(ts, bool) or not isinstance(ts, int | float):
-            raise DecodeError("schema", f"params.ts must be epoch seconds, got {ts!r}")
-        ts_ms = round(float(ts) * 1000)
-    readings: list[DeviceReading] = []
+    device = "/".join(parts[:-2]) if src is None else text_id(src, "src (the device id)")
+    values: list[tuple[str, float]] = []
     for key in sorted(params):
         comp, _, idx = key.partition(":")
         fields: tuple[str, ...]
@@ -143,12 +142,19 @@ def decode_gen2(topic: str, payload: bytes, received_ms: int) -> DecodeResult:
         else:
             continue
         status = params[key]
-        if not isinstance(status, dict) or not idx.isdigit():
-            raise DecodeError("schema", f"params.{key} must be an {comp} status object")
+        if not isinstance(status, dict) or not idx.isdigit() or not idx.isascii():
+            raise DecodeError("schema",
+                              f"params.{short(key)} must be an {comp} status object")
         for f in fields:
             if status.get(f) is None:
                 continue
-            readings.append(DeviceReading(
-                format=FORMAT_GEN2, device=device, channel=f"{key}/{f}", kind="register",
-                value=energy_value(status[f], f"params.{key}.{f}"), unit="Wh", ts_ms=ts_ms))
-    return DecodeResult(readings=tuple(readings))
+            values.append((f"{key}/{f}", energy_value(status[f], f"params.{key}.{f}")))
+    if not values:
+        return EMPTY
+    ts_ms: int | None = None
+    if params.get("ts") is not None:
+        ts_ms = epoch_ms(params["ts"], "params.ts (epoch seconds)", seconds=True)
+    return DecodeResult(readings=tuple(
+        DeviceReading(format=FORMAT_GEN2, device=device, channel=channel, kind="register",
+                      value=value, unit="Wh", ts_ms=ts_ms)
+        for channel, value in values))

@@ -31,17 +31,26 @@ other, at their own timestamps.
 
 State (:class:`SparkplugState`, owned by the ingest bridge, one per process):
 
-* aliases learned from NBIRTH/DBIRTH, per edge node and device; a DATA metric with an alias
-  never announced is reported as ``unknown_alias`` (after an ingest restart until the node's
-  next BIRTH: ingest only listens and does not send the Rebirth command a Sparkplug host
-  application would send);
-* ``seq`` per edge node: every message but NDEATH carries the next value modulo 256, NBIRTH
-  restarts it; any other value is reported as ``sequence_gap`` with the number of messages
-  lost and counted in :attr:`SparkplugState.lost_messages`. A redelivered copy of the
-  previous message (same ``seq``, same bytes) is not a gap;
+* only a BIRTH creates state. NDATA/DDATA (and DDEATH) from an edge node that has sent no
+  NBIRTH since ingest started or since its NDEATH, or from a device without a DBIRTH, is
+  rejected as a whole: ``data_before_birth`` (after an ingest restart until the node's next
+  BIRTH: ingest only listens and does not send the Rebirth command a Sparkplug host
+  application would send; the dead letters keep the values);
+* metric names and aliases learned from NBIRTH/DBIRTH, per edge node and device; a DATA
+  metric with an alias never announced is ``unknown_alias``, a name never announced
+  ``unknown_metric`` (events; the other metrics of the message count);
+* ``seq`` per edge node: every message but NDEATH must carry one in 0-255 (missing or out of
+  range: the message is rejected, ``schema``); NBIRTH restarts it; any other value than the
+  next one modulo 256 is reported as ``sequence_gap`` with the number of messages lost and
+  counted in :attr:`SparkplugState.lost_messages`. A redelivered copy of the previous message
+  (same ``seq``, same bytes) is not a gap;
 * NDEATH (whose ``bdSeq`` matches the node's NBIRTH; a stale one is ignored as the
   specification says) and DDEATH are reported as ``device_offline`` events; a node's death
-  takes its devices with it (``includes_children``).
+  takes its devices with it (``includes_children``);
+* bounded: :data:`MAX_NODES` edge nodes (least recently heard evicted, counted in
+  :attr:`SparkplugState.evicted_nodes`), :data:`MAX_DEVICES_PER_NODE` devices per node
+  (``too_many_devices``), :data:`MAX_METRICS_PER_DEVICE` names per device, at most
+  ``MAX_READINGS_PER_MESSAGE`` metrics per message (``too_many_readings``).
 
 STATE (host application) messages and NCMD/DCMD commands are ignored.
 """
@@ -50,6 +59,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -57,11 +67,14 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from ingest.decoders import (
     EMPTY,
+    MAX_READINGS_PER_MESSAGE,
     DecodeError,
     DecodeResult,
     DeviceEvent,
     DeviceReading,
     FieldSpec,
+    printable,
+    short,
 )
 from ingest.decoders.sparkplug_proto import payload_class
 
@@ -86,6 +99,9 @@ UNIT_PROPERTIES: Final = ("engUnit", "engUnits", "unit", "units")
 SIGNED_INT_TYPES: Final = {1: 8, 2: 16, 3: 32, 4: 64}  # Int8, Int16, Int32, Int64 -> bits
 NUMERIC_TYPES: Final = frozenset(range(1, 11))  # Int8 .. Double
 SEQ_MODULUS: Final = 256
+MAX_NODES: Final = 10_000  # edge nodes whose state is kept (least recently heard evicted)
+MAX_DEVICES_PER_NODE: Final = 1_000
+MAX_METRICS_PER_DEVICE: Final = 1_000  # metric names kept per device (and for the node)
 
 
 @dataclass(frozen=True)
@@ -203,30 +219,47 @@ class SparkplugState:
     """Aliases, sequence numbers and liveness of the Sparkplug B edge nodes seen so far.
 
     One instance per ingest process, fed every Sparkplug message in arrival order.
-    :meth:`decode` is the decoder; the counters are for the bridge's status line.
+    :meth:`decode` is the decoder; the counters are for the bridge's status line. Bounded:
+    at most :data:`MAX_NODES` edge nodes (the least recently heard is forgotten first, and
+    must send a BIRTH again), :data:`MAX_DEVICES_PER_NODE` devices per node and
+    :data:`MAX_METRICS_PER_DEVICE` metric names per device; only a BIRTH creates state.
     """
 
-    def __init__(self) -> None:
-        self._nodes: dict[tuple[str, str], _Node] = {}
+    def __init__(self, max_nodes: int = MAX_NODES) -> None:
+        self._nodes: OrderedDict[tuple[str, str], _Node] = OrderedDict()
+        self.max_nodes = max_nodes
         self.lost_messages = 0
         self.gaps = 0
         self.unknown_aliases = 0
+        self.evicted_nodes = 0
 
     def node_online(self, group: str, node: str) -> bool:
         """Whether the edge node's last word was a BIRTH (not a DEATH)."""
         n = self._nodes.get((group, node))
         return n is not None and n.online
 
+    def __len__(self) -> int:
+        """Number of edge nodes whose state is kept."""
+        return len(self._nodes)
+
+    def _born(self, key: tuple[str, str], node: _Node) -> _Node:
+        self._nodes[key] = node
+        self._nodes.move_to_end(key)
+        while len(self._nodes) > self.max_nodes:
+            self._nodes.popitem(last=False)
+            self.evicted_nodes += 1
+        return node
+
     def decode(self, topic: str, payload: bytes, received_ms: int) -> DecodeResult:
         """Decode one ``spBv1.0/...`` message, updating the state (see the module docstring)."""
         parts = topic.split("/")
         if len(parts) < 2 or parts[0] != NAMESPACE:
-            raise DecodeError("topic", f"topic {topic!r} is not {NAMESPACE}/<group>/...")
+            raise DecodeError("topic", f"topic {printable(topic)!r} is not {NAMESPACE}/<group>/...")
         if parts[1] == "STATE":
             return EMPTY
         if len(parts) < 4:
-            raise DecodeError("topic", f"topic {topic!r} is not {NAMESPACE}/<group>/<type>/"
-                                       "<edge node>[/<device>]")
+            raise DecodeError("topic", f"topic {printable(topic)!r} is not {NAMESPACE}/<group>/"
+                                       "<type>/<edge node>[/<device>]")
         group, mtype, node = parts[1], parts[2], parts[3]
         if mtype in IGNORED_TYPES:
             return EMPTY
@@ -235,48 +268,79 @@ class SparkplugState:
         elif mtype in DEVICE_TYPES and len(parts) == 5 and parts[4]:
             device = parts[4]
         else:
-            raise DecodeError("topic", f"topic {topic!r}: message type {mtype!r} with "
-                                       f"{len(parts) - 3} id levels is not a Sparkplug B topic")
+            raise DecodeError("topic", f"topic {printable(topic)!r}: message type "
+                                       f"{printable(mtype)!r} with {len(parts) - 3} id levels "
+                                       "is not a Sparkplug B topic")
         if not group or not node:
-            raise DecodeError("topic", f"topic {topic!r} has an empty group or edge node id")
+            raise DecodeError("topic", f"topic {printable(topic)!r} has an empty group or edge "
+                                       "node id")
+        if not all(level.isprintable() for level in parts[1:]):
+            raise DecodeError("topic", f"topic {printable(topic)!r}: group, edge node and "
+                                       "device ids must not contain control characters")
         p = parse_payload(payload)
+        if len(p.metrics) > MAX_READINGS_PER_MESSAGE:
+            raise DecodeError("too_many_readings",
+                              f"{mtype} carries {len(p.metrics)} metrics; at most "
+                              f"{MAX_READINGS_PER_MESSAGE} per message are accepted")
         ts = p.timestamp if p.timestamp is not None else received_ms
         node_id = f"{group}/{node}"
         device_id = node_id if device is None else f"{node_id}/{device}"
-        state = self._nodes.setdefault((group, node), _Node())
-        events: list[DeviceEvent] = []
+        key = (group, node)
+        known_state = self._nodes.get(key)
 
         if mtype == "NDEATH":
             bd = next((m.value for m in p.metrics if m.name == "bdSeq"), None)
-            if (state.bd_seq is not None and isinstance(bd, int)
-                    and bd != state.bd_seq):
+            if known_state is None:
+                return DecodeResult(events=(DeviceEvent(
+                    FORMAT, node_id, "device_offline",
+                    f"edge node {node_id} died (NDEATH, bdSeq {bd!r}; no BIRTH seen)", ts,
+                    includes_children=True),))
+            if (known_state.bd_seq is not None and isinstance(bd, int)
+                    and bd != known_state.bd_seq):
                 return EMPTY  # a stale will message of an earlier session (spec 5.x)
-            children = sorted(state.devices)
-            self._nodes[(group, node)] = _Node(bd_seq=state.bd_seq)
+            children = sorted(known_state.devices)
+            self._nodes[key] = _Node(bd_seq=known_state.bd_seq)
             return DecodeResult(events=(DeviceEvent(
                 FORMAT, node_id, "device_offline",
                 f"edge node {node_id} died (NDEATH, bdSeq {bd!r})"
                 + (f"; its devices {', '.join(children)} are offline too" if children else ""),
                 ts, includes_children=True),))
 
+        if p.seq is None:
+            raise DecodeError("schema", f"{mtype} from {device_id} has no seq (every message "
+                                        "but NDEATH carries one, 0-255)")
+        if not 0 <= p.seq < SEQ_MODULUS:
+            raise DecodeError("schema", f"{mtype} from {device_id} has seq {p.seq}, outside "
+                                        "0-255")
+        if mtype != "NBIRTH" and (known_state is None or not known_state.online):
+            raise DecodeError("data_before_birth",
+                              f"{mtype} from {device_id}: edge node {node_id} has sent no "
+                              "NBIRTH since ingest started or since its NDEATH, so its metrics "
+                              "are unknown; values are dropped until its next NBIRTH")
+        if (mtype in ("DDATA", "DDEATH") and known_state is not None
+                and device not in known_state.devices):
+            raise DecodeError("data_before_birth",
+                              f"{mtype} from {device_id}: device {device!r} has sent no DBIRTH "
+                              "since its node's NBIRTH; values are dropped until its DBIRTH")
         digest = hashlib.blake2b(payload, digest_size=16).digest()
+        events: list[DeviceEvent] = []
         if mtype == "NBIRTH":
             bd = next((m.value for m in p.metrics if m.name == "bdSeq"), None)
-            state = self._nodes[(group, node)] = _Node(
+            state = self._born(key, _Node(
                 bd_seq=bd if isinstance(bd, int) and not isinstance(bd, bool) else None,
-                online=True)
-            if p.seq is None:
-                events.append(DeviceEvent(FORMAT, node_id, "schema",
-                                          "NBIRTH without seq (it must carry seq 0)", ts))
+                online=True))
             state.last_seq, state.last_digest = p.seq, digest
         else:
+            assert known_state is not None
+            state = known_state
+            self._nodes.move_to_end(key)
             events += self._check_seq(state, p.seq, digest, node_id, device_id, mtype, ts)
 
         if mtype == "DDEATH":
             assert device is not None
             state.devices.discard(device)
-            for key in [k for k in state.aliases if k[0] == device]:
-                del state.aliases[key]
+            for akey in [k for k in state.aliases if k[0] == device]:
+                del state.aliases[akey]
             for nkey in [k for k in state.names if k[0] == device]:
                 del state.names[nkey]
             events.append(DeviceEvent(FORMAT, device_id, "device_offline",
@@ -285,21 +349,44 @@ class SparkplugState:
 
         if mtype == "DBIRTH":
             assert device is not None
+            if device not in state.devices and len(state.devices) >= MAX_DEVICES_PER_NODE:
+                raise DecodeError("too_many_devices",
+                                  f"DBIRTH of {device_id}: edge node {node_id} already has "
+                                  f"{MAX_DEVICES_PER_NODE} devices")
             state.devices.add(device)
-            for key in [k for k in state.aliases if k[0] == device]:
-                del state.aliases[key]
+            for akey in [k for k in state.aliases if k[0] == device]:
+                del state.aliases[akey]
+            for nkey in [k for k in state.names if k[0] == device]:
+                del state.names[nkey]
         birth = mtype in ("NBIRTH", "DBIRTH")
         readings: list[DeviceReading] = []
         unknown: list[int] = []
+        unannounced: list[str] = []
         for m in p.metrics:
             known: _Known | None = None
             if m.name is not None:
+                if not m.name.isprintable() or len(m.name) > 256:
+                    events.append(DeviceEvent(
+                        FORMAT, device_id, "schema",
+                        f"{mtype} metric name {short(m.name)} contains control characters "
+                        "or is longer than 256 characters", ts))
+                    continue
                 known = state.names.get((device, m.name))
-                if birth or known is None:
+                if birth:
+                    if known is None and len(state.names) >= MAX_METRICS_PER_DEVICE * (
+                            1 + len(state.devices)):
+                        events.append(DeviceEvent(
+                            FORMAT, device_id, "schema",
+                            f"{mtype} announces more metrics than kept per device "
+                            f"({MAX_METRICS_PER_DEVICE}); {short(m.name)} ignored", ts))
+                        continue
                     known = _Known(m.name, m.datatype, _unit_of(m.properties))
                     state.names[(device, m.name)] = known
-                if m.alias is not None:
-                    state.aliases[(device, m.alias)] = known
+                    if m.alias is not None:
+                        state.aliases[(device, m.alias)] = known
+                elif known is None:
+                    unannounced.append(m.name)
+                    continue
             elif m.alias is not None:
                 known = state.aliases.get((device, m.alias))
                 if known is None:
@@ -314,9 +401,15 @@ class SparkplugState:
             self.unknown_aliases += len(unknown)
             events.append(DeviceEvent(
                 FORMAT, device_id, "unknown_alias",
-                f"{mtype} from {device_id} uses metric aliases {unknown} never announced in a "
-                "BIRTH (ingest started after the BIRTH, or the node does not follow the "
-                "specification); these values are dropped until the next BIRTH", ts))
+                f"{mtype} from {device_id} uses metric aliases {unknown[:20]} never announced "
+                "in a BIRTH (the node does not follow the specification); these values are "
+                "dropped", ts))
+        if unannounced:
+            events.append(DeviceEvent(
+                FORMAT, device_id, "unknown_metric",
+                f"{mtype} from {device_id} names metrics "
+                f"{', '.join(short(n) for n in unannounced[:20])} never announced in its "
+                "BIRTH; these values are dropped until a BIRTH announces them", ts))
         return DecodeResult(readings=tuple(readings), events=tuple(events))
 
     def _check_seq(self, state: _Node, seq: int | None, digest: bytes, node_id: str,

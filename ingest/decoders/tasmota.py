@@ -11,6 +11,8 @@ field                  unit    kind      channel            note
 =====================  ======  ========  =================  ==================================
 ``ENERGY.Total``       kWh     register  ``None``           import register; with several
                                                             phases the sum of the array
+                                                            (a sum that overflows to infinity
+                                                            is rejected by ingest.validate)
 ``ENERGY.Total[i]``    kWh     register  ``Total/<i+1>``    per phase when ``SetOption129 1``
 ``ENERGY.ExportActive`` kWh    register  ``ExportActive``   export register (sum of phases)
 ``ENERGY.ExportActive[i]`` kWh register  ``ExportActive/<i+1>``  per phase
@@ -51,6 +53,7 @@ from ingest.decoders import (
     energy_value,
     iso_to_ms,
     json_object,
+    short,
 )
 
 FORMAT: Final = "tasmota"
@@ -86,11 +89,11 @@ def reading_time(raw: Any) -> tuple[int | None, datetime | None]:
     if raw is None:
         return None, None
     if not isinstance(raw, str):
-        raise DecodeError("schema", f"Time must be a string, got {raw!r}")
+        raise DecodeError("schema", f"Time must be a string, got {short(raw)}")
     try:
         dt = datetime.fromisoformat(raw)
     except ValueError:
-        raise DecodeError("schema", f"Time {raw!r} is not an ISO 8601 time") from None
+        raise DecodeError("schema", f"Time {short(raw)} is not an ISO 8601 time") from None
     if dt.tzinfo is not None:
         return iso_to_ms(raw, "Time"), None
     if dt < _CLOCK_NOT_SET_BEFORE:
@@ -121,7 +124,7 @@ def decode(topic: str, payload: bytes, received_ms: int) -> DecodeResult:
     if energy is None:
         return EMPTY
     if not isinstance(energy, dict):
-        raise DecodeError("schema", f"ENERGY must be an object, got {energy!r}")
+        raise DecodeError("schema", f"ENERGY must be an object, got {short(energy)}")
     if "Total" not in energy:
         raise DecodeError("schema", "ENERGY.Total is required (the import register [kWh])")
     ts_ms, local = reading_time(doc.get("Time"))

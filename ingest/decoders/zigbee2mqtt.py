@@ -35,9 +35,11 @@ from ingest.decoders import (
     DecodeResult,
     DeviceReading,
     FieldSpec,
+    check_ts_ms,
     energy_value,
     iso_to_ms,
     json_object,
+    short,
 )
 
 FORMAT: Final = "zigbee2mqtt"
@@ -59,8 +61,8 @@ def _last_seen(raw: Any) -> int | None:
     if isinstance(raw, str):
         return iso_to_ms(raw, "last_seen")
     if isinstance(raw, int) and not isinstance(raw, bool):
-        return raw
-    raise DecodeError("schema", f"last_seen must be ISO 8601 or epoch ms, got {raw!r}")
+        return check_ts_ms(raw, "last_seen")
+    raise DecodeError("schema", f"last_seen must be ISO 8601 or epoch ms, got {short(raw)}")
 
 
 def decode(topic: str, payload: bytes, received_ms: int) -> DecodeResult:

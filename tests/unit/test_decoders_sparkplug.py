@@ -139,14 +139,52 @@ def test_sequence_gap_duplicate_and_wraparound() -> None:
     assert e.code == "sequence_gap" and "255 message(s)" in e.reason
 
 
-def test_unknown_alias_after_a_restart() -> None:
-    st = SparkplugState()  # ingest started after the births
-    res = st.decode(*ddata(7, [metric(alias=1, value=5.0), metric(alias=2, value=1.0),
-                               metric("Energy/Import", value=6.0)]), NOW)
-    assert [(r.channel, r.value) for r in res.readings] == [("Energy/Import", 6.0)]
-    (e,) = res.events
-    assert e.code == "unknown_alias" and "[1, 2]" in e.reason
+def test_data_before_birth_is_rejected_and_unknown_aliases_and_names_reported() -> None:
+    st = SparkplugState()  # ingest started after the births (issue 8 item 6)
+    with pytest.raises(DecodeError) as err:
+        st.decode(*ddata(7, [metric(alias=1, value=5.0)]), NOW)
+    assert err.value.code == "data_before_birth" and "NBIRTH" in str(err.value)
+    with pytest.raises(DecodeError) as err:
+        st.decode(f"spBv1.0/{G}/NDATA/{N}", encode(1, []), NOW)
+    assert err.value.code == "data_before_birth"
+    assert len(st) == 0  # DATA does not create node state
+    st.decode(*nbirth(), NOW)
+    with pytest.raises(DecodeError) as err:  # the node was born, the device was not
+        st.decode(*ddata(1, [metric(alias=1, value=5.0)]), NOW)
+    assert err.value.code == "data_before_birth" and "DBIRTH" in str(err.value)
+    st.decode(*dbirth(seq=1), NOW)
+    res = st.decode(*ddata(2, [metric(alias=1, value=5.0), metric(alias=9, value=1.0),
+                               metric(alias=8, value=1.0), metric("Energy/Export", value=6.0)]),
+                    NOW)
+    assert [(r.channel, r.value) for r in res.readings] == [("Energy/Import", 5.0)]
+    codes = {e.code: e.reason for e in res.events}
+    assert set(codes) == {"unknown_alias", "unknown_metric"}
+    assert "[9, 8]" in codes["unknown_alias"] and "'Energy/Export'" in codes["unknown_metric"]
     assert st.unknown_aliases == 2
+
+
+def test_seq_missing_or_out_of_range_rejects_the_message() -> None:
+    st = SparkplugState()
+    st.decode(*nbirth(), NOW)
+    for seq in (None, 256, 2**40):
+        with pytest.raises(DecodeError) as err:
+            st.decode(f"spBv1.0/{G}/NDATA/{N}", encode(seq, [metric("a", value=1.0)]), NOW)
+        assert err.value.code == "schema" and "seq" in str(err.value)
+    with pytest.raises(DecodeError):  # an NBIRTH must carry seq too
+        st.decode(f"spBv1.0/{G}/NBIRTH/{N}", encode(None, []), NOW)
+
+
+def test_node_state_is_bounded() -> None:
+    st = SparkplugState(max_nodes=50)
+    for i in range(200):
+        st.decode(f"spBv1.0/{G}/NBIRTH/n{i}", encode(0, []), NOW)
+        with pytest.raises(DecodeError):  # empty NDATA of nodes never born: no state
+            st.decode(f"spBv1.0/{G}/NDATA/x{i}", encode(1, []), NOW)
+    assert len(st) == 50 and st.evicted_nodes == 150
+    assert st.node_online(G, "n199") and not st.node_online(G, "n0")
+    with pytest.raises(DecodeError) as err:  # an evicted node must be born again
+        st.decode(f"spBv1.0/{G}/NDATA/n0", encode(1, []), NOW)
+    assert err.value.code == "data_before_birth"
 
 
 def test_deaths() -> None:
@@ -155,10 +193,11 @@ def test_deaths() -> None:
     st.decode(*dbirth(), NOW)
     (e,) = st.decode(f"spBv1.0/{G}/DDEATH/{N}/{D}", encode(2, []), NOW).events
     assert (e.code, e.device, e.includes_children) == ("device_offline", f"{G}/{N}/{D}", False)
-    # aliases of a dead device are forgotten
-    assert st.decode(*ddata(3, [metric(alias=1, value=1.0)]), NOW).events[0].code == (
-        "unknown_alias")
-    st.decode(*dbirth(seq=4), NOW)
+    # a dead device must be born again before its data counts
+    with pytest.raises(DecodeError) as err:
+        st.decode(*ddata(3, [metric(alias=1, value=1.0)]), NOW)
+    assert err.value.code == "data_before_birth"
+    st.decode(*dbirth(seq=3), NOW)
     stale = encode(None, [metric("bdSeq", datatype=UINT64, value=2)])
     assert st.decode(f"spBv1.0/{G}/NDEATH/{N}", stale, NOW).events == ()
     assert st.node_online(G, N)
@@ -170,7 +209,10 @@ def test_deaths() -> None:
 
 def test_number_types_nulls_and_negative_values() -> None:
     st = SparkplugState()
-    st.decode(*nbirth(), NOW)
+    names = [("a", INT8), ("b", UINT32), ("c", INT64), ("d", FLOAT), ("e", DOUBLE),
+             ("f", BOOLEAN), ("g", STRING), ("h", INT32)]
+    st.decode(f"spBv1.0/{G}/NBIRTH/{N}", encode(0, [
+        metric(n, datatype=t, is_null=True) for n, t in names]), NOW)
     res = st.decode(f"spBv1.0/{G}/NDATA/{N}", encode(1, [
         metric("a", datatype=INT8, value=7), metric("b", datatype=UINT32, value=4_000_000_000),
         metric("c", datatype=INT64, value=2**40), metric("d", datatype=FLOAT, value=1.5),
@@ -205,14 +247,6 @@ def test_state_and_commands_are_ignored() -> None:
     st = SparkplugState()
     assert st.decode("spBv1.0/STATE/scada-1", b'{"online":true,"timestamp":1}', NOW).events == ()
     assert st.decode(f"spBv1.0/{G}/NCMD/{N}", encode(None, []), NOW).readings == ()
-
-
-def test_missing_seq_is_reported() -> None:
-    st = SparkplugState()
-    st.decode(*nbirth(), NOW)
-    (e,) = st.decode(f"spBv1.0/{G}/NDATA/{N}", encode(None, [metric("a", value=1.0)]),
-                     NOW).events
-    assert e.code == "schema" and "without seq" in e.reason
 
 
 def _proto_fields(text: str) -> set[tuple[str, str, str, str, int]]:

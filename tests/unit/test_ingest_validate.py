@@ -180,13 +180,17 @@ def test_neuron_mapping_errors_and_distinct_dead_letter_payloads() -> None:
     ok, bad = dev("/neuron/north-1/dlt645-bus1/energy", payload)
     assert [(r.meter_id, r.value, r.ts_ms) for r in ok] == [("fmt-neu", 10452.31, NOW - 500)]
     codes = sorted((d.code, d.meter_id) for d in bad)
-    assert codes == [("device_read_error", None), ("unmapped_device", None),
-                     ("unmapped_device", None)]
+    # one summarising dead letter for both unmapped meter addresses (issue 8 item 6)
+    assert codes == [("device_read_error", None), ("unmapped_device", None)]
+    (summary,) = [d for d in bad if d.code == "unmapped_device"]
+    assert "2 neuron devices" in summary.reason and "230100004589" in summary.reason
     # the database keeps one row per (topic, receive time, payload): payloads must differ
     assert len({d.payload for d in bad}) == len(bad)
-    # the same upload on a custom topic is recognised by its shape
-    ok2, _ = dev("plant/gateway-7/upload", payload)
-    assert [r.meter_id for r in ok2] == ["fmt-neu"]
+    # the same upload on a custom topic is recognised by its shape, but no gateway owns that
+    # topic: the mapped reading is not accepted (issue 9)
+    ok2, bad2 = dev("plant/gateway-7/upload", payload)
+    assert ok2 == [] and ("device_not_on_gateway", "fmt-neu") in [(d.code, d.meter_id)
+                                                                   for d in bad2]
 
 
 def test_read_error_of_a_mapped_channel_names_the_meter() -> None:
