@@ -197,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--to", dest="end", required=True, help="ISO time with offset (exclusive)")
     rec.add_argument("--data-year", type=int, help="pin the grid factors' data year")
     rec.add_argument("--factors", type=Path, help="YAML factors file (default NZC_FACTORS)")
+    from nzc import cli_reports
+
+    cli_reports.add_parsers(sub)
     demo = sub.add_parser("demo", help="services + workers + simulator + summary")
     demo.add_argument("--duration-s", type=int, default=6 * 3600,
                       help="simulated seconds to publish (default 6 h)")
@@ -245,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_recompute(settings, args)
     if args.cmd == "demo":
         return cmd_demo(settings, args)
+    if (code := cli_reports.dispatch(args, settings)) is not None:
+        return code
     parser.error(f"unknown command {args.cmd}")
     return 2
 
