@@ -200,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--data-year", type=int, help="pin the grid factors' data year")
     rec.add_argument("--factors", type=Path, help="YAML factors file (default NZC_FACTORS)")
     add_review_parsers(sub)
+    from nzc import cli_reports
+
+    cli_reports.add_parsers(sub)
     demo = sub.add_parser("demo", help="services + workers + simulator + summary")
     demo.add_argument("--duration-s", type=int, default=6 * 3600,
                       help="simulated seconds to publish (default 6 h)")
@@ -249,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "demo":
         return cmd_demo(settings, args)
     if (code := review_dispatch(args, settings)) is not None:
+        return code
+    if (code := cli_reports.dispatch(args, settings)) is not None:
         return code
     parser.error(f"unknown command {args.cmd}")
     return 2
