@@ -10,6 +10,8 @@
     nzc close --site S --month YYYY-MM           a reviewer's monthly close with its evidence
     nzc recompute --site S --from D --to D ...   restate emissions with another factor
     nzc demo                                     all of the above, end to end
+    nzc dashboards build|push --url U --token T  Grafana dashboards as code
+    nzc web                                      the built-in web view (no Grafana)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from nzc.cli_review import add_parsers as add_review_parsers
 from nzc.cli_review import dispatch as review_dispatch
+from nzc import cli_dashboards
 from nzc.settings import Settings
 
 
@@ -216,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="stream worker processes (default 2, one per core here)")
     demo.add_argument("--drain-timeout-s", type=int, default=300,
                       help="how long to wait for the database to catch up (default 300)")
+    cli_dashboards.add_parsers(sub)
 
     if argv and argv[0] in ("services", "simulate"):
         cmd, rest = argv[0], argv[1:]
@@ -229,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if (code := cli_dashboards.dispatch(args, settings)) is not None:
+        return code
     if args.cmd == "db":
         return cmd_migrate(settings)
     if args.cmd == "ingest":

@@ -1,0 +1,68 @@
+"""Routes of the web view, under ``/web``: ``/web/`` zone overview, ``/web/site/{site_id}``
+site page, ``/web/api/overview`` and ``/web/api/site/{site_id}`` their live data (JSON; the
+pages poll them every ``NZC_WEB_POLL_S`` seconds, default 5), ``/web/static/...`` the local
+assets. Times in the JSON are UTC instants; the pages show them in Asia/Shanghai."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from db.dashboard_views import site_page, zone_overview
+from nzc.settings import Settings
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+router = APIRouter(prefix="/web", tags=["web"])
+
+
+def _settings(request: Request) -> Settings:
+    s = getattr(request.app.state, "settings", None)
+    return s if isinstance(s, Settings) else Settings.from_env()
+
+
+def _poll_s() -> float:
+    return max(0.5, float(os.environ.get("NZC_WEB_POLL_S", "5")))
+
+
+@router.get("/", response_class=HTMLResponse)
+def overview_page(request: Request) -> HTMLResponse:
+    return templates.TemplateResponse(request, "overview.html", {"poll_s": _poll_s()})
+
+
+@router.get("/site/{site_id}", response_class=HTMLResponse)
+def site_html(request: Request, site_id: str) -> HTMLResponse:
+    return templates.TemplateResponse(request, "site.html",
+                                      {"poll_s": _poll_s(), "site_id": site_id})
+
+
+@router.get("/api/overview")
+def overview_data(request: Request) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {"now": now, "sites": zone_overview(_settings(request).database_reader_url, now)}
+
+
+@router.get("/api/site/{site_id}")
+def site_data(request: Request, site_id: str, method: str = "location") -> dict[str, Any]:
+    if method not in ("location", "market"):
+        raise HTTPException(422, f"method={method!r}: expected location or market")
+    now = datetime.now(UTC)
+    page = site_page(_settings(request).database_reader_url, site_id, now, method)
+    if page is None:
+        raise HTTPException(404, f"站点不存在 unknown site {site_id!r}")
+    return {"now": now, **page}
+
+
+@router.get("/static/{path:path}")
+def static(path: str) -> FileResponse:
+    file = (STATIC / path).resolve()
+    if not file.is_file() or STATIC not in file.parents:
+        raise HTTPException(404, "not found")
+    return FileResponse(file)
