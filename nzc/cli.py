@@ -23,9 +23,9 @@ import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from nzc import cli_dashboards
 from nzc.cli_review import add_parsers as add_review_parsers
 from nzc.cli_review import dispatch as review_dispatch
-from nzc import cli_dashboards
 from nzc.settings import Settings
 
 

@@ -26,20 +26,25 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int | None:
     """Run ``nzc report``; ``None`` when the command is not ours."""
     if args.cmd != "report":
         return None
-    from reports.build import live_monthly_document, write_report
+    from db.review import connect
+    from reports.build import monthly_document, write_report, yearly_document
 
-    if args.kind == "monthly":
-        if not args.month:
-            print("nzc report monthly needs --month YYYY-MM")
-            return 2
-        month = date.fromisoformat(f"{args.month}-01")
-        doc = live_monthly_document(settings.database_reader_url, args.site, month,
-                                    settings.interval_s)
-        paths = write_report(doc, args.out, f"{args.site}-{args.month}", excel=args.excel)
-    else:
-        print("yearly disclosure: assembled from verified months only; "
-              "no reviewer workflow is available in this build")
-        return 2
+    with connect(settings.database_url) as conn:
+        if args.kind == "monthly":
+            if not args.month:
+                print("nzc report monthly needs --month YYYY-MM")
+                return 2
+            month = date.fromisoformat(f"{args.month}-01")
+            doc = monthly_document(conn, settings.database_reader_url, args.site, month,
+                                   settings.interval_s)
+            stem = f"{args.site}-{args.month}"
+        else:
+            if not args.year:
+                print("nzc report yearly needs --year YYYY")
+                return 2
+            doc = yearly_document(conn, args.site, args.year)
+            stem = f"{args.site}-{args.year}-disclosure"
+    paths = write_report(doc, args.out, stem, excel=args.excel)
     for p in paths:
         print(f"已生成 written: {p}")
     return 0

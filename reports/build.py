@@ -1,45 +1,101 @@
 """Assemble report documents from the database and write the files.
 
-Live figures come from :func:`analytics.close.load_and_close`; a month frozen by a reviewer
-is printed from its snapshot instead (``snapshot`` argument: the stored JSON, its version,
-hash and sign-off), so a signed report never changes when late data arrives.
+The monthly report reads the month exactly as the API shows it
+(:func:`analytics.closing.view_month`): a month frozen by a reviewer from its snapshot (with
+the snapshot's hash and the reviewer's sign-off), any other month from its live figures,
+marked as not verified. The yearly disclosure and the self-evaluation figures are the close's
+own (:func:`analytics.closing.disclosure`, :func:`analytics.closing.evaluation`), from
+verified months only. The scorecard is printed when the indicators issue's
+``analytics.scorecard.scorecard_for_site`` is installed.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import importlib
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from analytics import closing
+from analytics.review import ReviewConfig
+from db import review as dbr
+from db.review import Conn
 from reports.document import ReportDocument, SignOff, monthly_report, yearly_disclosure
 from reports.excel import to_xlsx
 from reports.render import to_pdf
 
-# Site types whose pilot rules account net emissions (Guangdong guide, seed 003).
-NET_RULE_PROVINCES = frozenset({"Guangdong", "广东"})
+
+def scorecard_items(reader_url: str, site_id: str, month: date, now: datetime,
+                    method: str = "location") -> list[dict[str, Any]]:
+    """The indicator scorecard of a site-month (``indicators`` of
+    ``analytics.scorecard.scorecard_for_site``), or ``[]`` while that module is not
+    installed (the indicators issue)."""
+    try:
+        module = importlib.import_module("analytics.scorecard")
+        fn = module.scorecard_for_site
+    except (ImportError, AttributeError):
+        return []
+    card = fn(reader_url, site_id, f"{month:%Y-%m}", now, method)
+    items = card.get("indicators", []) if isinstance(card, Mapping) else []
+    return [dict(i) for i in items]
 
 
-def live_monthly_document(database_url: str, site_id: str, month: date, interval_s: int,
-                          now: datetime | None = None,
-                          scorecard: Sequence[Mapping[str, Any]] = ()) -> ReportDocument:
-    """The monthly report of live (not verified) figures read from the database."""
-    from analytics.close import load_and_close, month_bounds
-    from db.reports import baseline_month_tco2, quarantined_count, site_info
+def _signoff(view: closing.MonthView) -> SignOff:
+    st = view.state
+    if not view.frozen:
+        return SignOff(state=str(st.get("state", "draft")))
+    return SignOff(state="verified", version=int(st["version"]), sha256=view.sha256,
+                   verified_by=st.get("verified_by"), verified_at=st.get("verified_at"))
 
+
+def _baseline_month_tco2(reader_url: str, site: Mapping[str, Any], month: date
+                         ) -> float | None:
+    from db.reports import baseline_month_tco2
+
+    year = site.get("baseline_year")
+    if year is None or int(year) >= month.year:
+        return None
+    return baseline_month_tco2(reader_url, str(site["site_id"]), int(year), month.month)
+
+
+def monthly_document(conn: Conn, reader_url: str, site_id: str, month: date, interval_s: int,
+                     config: ReviewConfig | None = None, now: datetime | None = None
+                     ) -> ReportDocument:
+    """The monthly report of a site-month as the API shows it (snapshot when frozen)."""
     now = now or datetime.now(UTC)
-    site = site_info(database_url, site_id)
-    close = dataclasses.asdict(load_and_close(database_url, site_id, month, interval_s, now))
-    start, end = month_bounds(month, site["timezone"])
+    site = dbr.get_site(conn, site_id)
+    if site is None:
+        raise LookupError(f"未知站点 unknown site {site_id!r}")
+    view = closing.view_month(conn, site_id, month, interval_s,
+                              config or ReviewConfig.from_env())
+    restatements = dbr.list_restatements(conn, site_id, month)
     return monthly_report(
-        close, site_name=site["name"], site_type=site["site_type"], generated_at=now,
-        signoff=SignOff(state="live"), scorecard=scorecard,
-        baseline_month_tco2=baseline_month_tco2(database_url, site_id,
-                                                site["baseline_year"], month.month),
-        baseline_year=site["baseline_year"],
-        quarantined=quarantined_count(database_url, site_id, start, end),
-        net_rule=site["province"] in NET_RULE_PROVINCES)
+        view.document, site_name=str(site.get("name") or site_id),
+        site_type=str(site.get("site_type") or ""), generated_at=now,
+        signoff=_signoff(view), checks=view.checks,
+        scorecard=scorecard_items(reader_url, site_id, month, now),
+        baseline_month_tco2=_baseline_month_tco2(reader_url, site, month),
+        baseline_year=site.get("baseline_year"),
+        restatements=restatements)
+
+
+def yearly_document(conn: Conn, site_id: str, year: int, now: datetime | None = None
+                    ) -> ReportDocument:
+    """The yearly disclosure with the self-evaluation figures, verified months only."""
+    site = dbr.get_site(conn, site_id)
+    if site is None:
+        raise LookupError(f"未知站点 unknown site {site_id!r}")
+    months = [{"month": m["month"], "version": m["version"], "sha256": m["sha256"],
+               "verified_by": m["verified_by"], "verified_at": m["verified_at"],
+               "figures": json.loads(m["canonical"])["close"]["figures"]}
+              for m in dbr.verified_months(conn, site_id, year)]
+    evaluation = closing.evaluation(conn, site_id, year)
+    return yearly_disclosure(closing.disclosure(conn, site_id, year),
+                             site_name=str(site.get("name") or site_id),
+                             generated_at=now or datetime.now(UTC), months=months,
+                             evaluation=evaluation)
 
 
 def write_report(doc: ReportDocument, out_dir: Path, stem: str,
@@ -54,11 +110,13 @@ def write_report(doc: ReportDocument, out_dir: Path, stem: str,
     return paths
 
 
-def yearly_document(site: Mapping[str, Any], year: int,
-                    verified: Sequence[Mapping[str, Any]],
-                    self_evaluation: Sequence[Mapping[str, Any]] = (),
-                    now: datetime | None = None) -> ReportDocument:
-    """The yearly disclosure from verified monthly snapshots (never from live figures)."""
-    return yearly_disclosure(verified, site_id=site["site_id"], site_name=site["name"],
-                             year=year, generated_at=now or datetime.now(UTC),
-                             self_evaluation=self_evaluation)
+def xlsx_bytes(doc: ReportDocument) -> bytes:
+    """The document as an Excel workbook, in memory."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return to_xlsx(doc, Path(tmp) / "report.xlsx").read_bytes()
+
+
+__all__: Sequence[str] = ("monthly_document", "scorecard_items", "write_report",
+                          "xlsx_bytes", "yearly_document")

@@ -1,20 +1,24 @@
 """The report as data: sections of labelled, formatted figures (pure; no I/O, no clock).
 
-A report is built from the monthly close as the reviewer verified it (the snapshot's JSON
-for a frozen month, :func:`dataclasses.asdict` of :class:`analytics.monthly.MonthlyClose`
-for live figures) plus what the close does not hold: the site's names, the scorecard, the
-baseline year and the sign-off. Every figure is formatted here once, so the PDF, the Excel
-workbook and the tests all see the same text.
+A monthly report is built from the reviewers' close document
+(:func:`analytics.review.month_document`: ``figures`` by name, each with its ``value``,
+``unit`` and ``quality``): for a frozen month the snapshot's document, otherwise the live
+one, exactly what the API's ``GET /api/v1/sites/{id}/months/{YYYY-MM}`` returns as ``close``;
+plus what the close does not hold: the site's names, the checks, the scorecard, the
+restatements, the baseline year and the sign-off. The yearly disclosure prints
+:func:`analytics.review.annual_disclosure` and :func:`analytics.review.self_evaluation` (verified
+months only). Every figure is formatted here once, so the PDF, the Excel workbook and the
+tests all see the same text.
 
-Units: quantities in the carrier's canonical unit (kWh, m3, GJ, kg), energy in tce
-(GB/T 2589-2020), emissions in tCO2 (the close holds kgCO2; divided by 1000 here).
+Units as the close states them: quantities in the carrier's canonical unit (kWh, m3, GJ, kg),
+energy in tce (GB/T 2589-2020), emissions in tCO2.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -152,95 +156,155 @@ def state_name(state: str) -> str:
     }.get(state, state)
 
 
-def _carrier_rows(close: Mapping[str, Any]) -> tuple[Row, ...]:
+
+FIGURE_NAMES: dict[str, tuple[str, str]] = {
+    "energy_consumed": ("综合能源消费量", "energy consumption"),
+    "scope1": ("范围一（直接排放）", "Scope 1 (direct)"),
+    "scope2_location": ("范围二（基于位置）", "Scope 2, location-based"),
+    "scope2_market": ("范围二（基于市场）", "Scope 2, market-based"),
+    "total_location": ("碳排放总量（基于位置）", "total emissions, location-based"),
+    "total_market": ("碳排放总量（基于市场）", "total emissions, market-based"),
+    "sinks": ("碳汇", "carbon sinks"),
+    "purchased_reductions": ("购买的自愿减排量", "purchased reductions"),
+    "net_location": ("净排放量（基于位置，广东指引）", "net emissions, location (Guangdong guide)"),
+    "net_market": ("净排放量（基于市场，广东指引）", "net emissions, market (Guangdong guide)"),
+    "renewable_share": ("可再生能源消费占比", "renewable share"),
+    "carbon_intensity_of_energy": ("单位能耗碳排放", "emissions per unit energy"),
+}
+TOTAL_ORDER = ("total_location", "total_market", "energy_consumed", "carbon_intensity_of_energy",
+               "renewable_share", "sinks", "purchased_reductions", "net_location", "net_market")
+CHECK_NAMES: dict[str, tuple[str, str]] = {
+    "completeness": ("数据完整率", "completeness"),
+    "daily_vs_monthly": ("日合计与月合计", "daily sums vs month"),
+    "bills": ("账单核对", "utility bills"),
+    "open_alerts": ("未关闭告警", "open alerts"),
+}
+RESTATEMENT_STATES = {"open": "待处理 open", "accepted": "已接受 accepted",
+                      "rejected": "已驳回 rejected"}
+
+
+def figure_label(name: str) -> tuple[str, str]:
+    """(Chinese, English) label of a close figure name (``energy.<carrier>``,
+    ``intensity.<kind>`` and the fixed names)."""
+    if name.startswith("energy."):
+        carrier = name.removeprefix("energy.")
+        zh, en, _ = CARRIER_NAMES.get(carrier, (carrier, carrier, ""))
+        return zh, en
+    if name.startswith("intensity."):
+        kind = name.removeprefix("intensity.")
+        return f"碳排放强度（每{kind}）", f"emissions per {kind}, location-based"
+    return FIGURE_NAMES.get(name, (name, name))
+
+
+def value_text(fig: Mapping[str, Any]) -> str:
+    """A figure's value as printed (3 decimals; the API's JSON holds the same number)."""
+    return fmt(fig.get("value"))
+
+
+def _totals(figs: Mapping[str, Any]) -> tuple[Row, ...]:
+    names = [n for n in TOTAL_ORDER if n in figs]
+    names += sorted(n for n in figs if n.startswith("intensity."))
+    return tuple(Row(*figure_label(n), (value_text(figs[n]), str(figs[n]["unit"])))
+                 for n in names)
+
+
+def _carriers(figs: Mapping[str, Any]) -> tuple[Row, ...]:
     rows = []
-    for c in close.get("carriers", []):
-        zh, en, unit = CARRIER_NAMES.get(c["carrier"], (c["carrier"], c["carrier"], ""))
-        rows.append(Row(zh, en, (f"{fmt(c['quantity'], 2)} {unit}", fmt(c["energy_tce"], 3),
-                                 pct(c.get("estimated_share", 0.0)), str(c.get("intervals", "")))))
+    for name in sorted(n for n in figs if n.startswith("energy.")):
+        f = figs[name]
+        q = f.get("quality", {})
+        rem = (f"{fmt(q['unmetered_remainder'], 3)} ({pct(q.get('unmetered_remainder_share'))})"
+               if "unmetered_remainder" in q else "—")
+        rows.append(Row(*figure_label(name), (
+            value_text(f), str(f["unit"]), fmt(f.get("tce")), pct(q.get("completeness")),
+            pct(q.get("estimated_share")), str(q.get("quarantined_readings", 0)), rem)))
     return tuple(rows)
 
 
-def _scope_rows(close: Mapping[str, Any]) -> tuple[Row, ...]:
-    s1 = close["scope1_kgco2"] / 1000.0
-    loc = close["scope2_location_kgco2"] / 1000.0
-    mkt = close["scope2_market_kgco2"] / 1000.0
+def _scopes(figs: Mapping[str, Any]) -> tuple[Row, ...]:
+    def v(name: str) -> str:
+        return value_text(figs[name]) if name in figs else "—"
+
     return (
-        Row("范围一（直接排放）", "Scope 1 (direct)", (fmt(s1), fmt(s1))),
+        Row(*FIGURE_NAMES["scope1"], (v("scope1"), v("scope1"))),
         Row("范围二（外购电力、热力）", "Scope 2 (purchased electricity, heat)",
-            (fmt(loc), fmt(mkt))),
-        Row("合计", "total", (fmt(s1 + loc), fmt(s1 + mkt))),
+            (v("scope2_location"), v("scope2_market"))),
+        Row("合计", "total", (v("total_location"), v("total_market"))),
     )
 
 
-def _total_rows(close: Mapping[str, Any], net_rule: bool) -> tuple[Row, ...]:
-    s1 = close["scope1_kgco2"] / 1000.0
-    rows = [
-        Row("碳排放总量（基于位置）", "total emissions, location-based",
-            (fmt(s1 + close["scope2_location_kgco2"] / 1000.0), "tCO2")),
-        Row("碳排放总量（基于市场）", "total emissions, market-based",
-            (fmt(s1 + close["scope2_market_kgco2"] / 1000.0), "tCO2")),
-        Row("综合能源消费量", "energy consumption", (fmt(close["energy_tce"]), "tce")),
-        Row("单位能耗碳排放", "emissions per unit energy",
-            (fmt(close.get("location_tco2_per_tce")), "tCO2/tce")),
-        Row("可再生能源消费占比", "renewable share", (pct(close["renewable_share"]), "")),
-        Row("绿电交易电量", "green power", (fmt(close["green_power_kwh"], 0), "kWh")),
-        Row("已注销绿证电量", "retired green certificates",
-            (fmt(close["certificate_kwh"], 0), "kWh")),
-    ]
-    if net_rule:
-        rows += [
-            Row("碳汇", "carbon sinks", (fmt(close["sinks_tco2"]), "tCO2")),
-            Row("购买的自愿减排量", "purchased reductions",
-                (fmt(close["reductions_tco2"]), "tCO2")),
-            Row("净排放量（基于位置，广东指引）", "net emissions, location (Guangdong guide)",
-                (fmt(close["net_location_tco2"]), "tCO2")),
-            Row("净排放量（基于市场，广东指引）", "net emissions, market (Guangdong guide)",
-                (fmt(close["net_market_tco2"]), "tCO2")),
-        ]
+def _checks(checks: Sequence[Mapping[str, Any]]) -> tuple[Row, ...]:
+    rows = []
+    for c in checks:
+        zh, en = CHECK_NAMES.get(str(c["check"]), (str(c["check"]), str(c["check"])))
+        verdict = "通过 PASS" if c["passed"] else "未通过 FAIL"
+        rows.append(Row(f"{zh} {en}：{verdict}", str(c["message"]), ()))
     return tuple(rows)
 
 
-def _quality_rows(close: Mapping[str, Any], quarantined: int,
-                  restatements: Sequence[Mapping[str, Any]]) -> tuple[Row, ...]:
-    rows = [
-        Row("数据完整率（最低表计）", "completeness (lowest meter)",
-            (pct(close["completeness"]),
-             "完整 complete" if close["complete"] else "不完整 incomplete (< 90 %)")),
+def _meters(close: Mapping[str, Any]) -> tuple[Row, ...]:
+    return tuple(
+        Row(str(m["meter_id"]), "边界表 boundary" if m.get("boundary") else "分表 sub-meter", (
+            CARRIER_NAMES.get(str(m["carrier"]), (str(m["carrier"]),))[0],
+            pct(m.get("completeness")), str(m.get("measured", 0)), str(m.get("estimated", 0)),
+            str(m.get("quarantined", 0))))
+        for m in close.get("meters", []))
+
+
+def _quality(close: Mapping[str, Any], restatements: Sequence[Mapping[str, Any]]
+             ) -> tuple[Row, ...]:
+    boundary = [m for m in close.get("meters", []) if m.get("boundary")]
+    lowest = min((float(m["completeness"]) for m in boundary), default=None)
+    q = close.get("figures", {}).get("energy_consumed", {}).get("quality", {})
+    return (
+        Row("数据完整率（最低边界表）", "completeness (lowest boundary meter)", (pct(lowest),)),
         Row("每表应有时段数", "expected intervals per meter",
-            (str(close["expected_intervals_per_meter"]), "")),
-        Row("隔离的读数", "quarantined readings", (str(quarantined), "")),
-        Row("修正次数", "corrections", (str(close.get("corrections", 0)), "")),
-        Row("重述", "restatements", (str(len(restatements)), "")),
-    ]
-    for c in close.get("carriers", []):
-        zh, en, _ = CARRIER_NAMES.get(c["carrier"], (c["carrier"], c["carrier"], ""))
-        rows.append(Row(f"估算占比：{zh}", f"estimated share: {en}",
-                        (pct(c.get("estimated_share", 0.0)), "")))
-    return tuple(rows)
+            (str(close.get("expected_intervals_per_meter", "—")),)),
+        Row("估算占比（边界表）", "estimated share (boundary meters)",
+            (pct(q.get("estimated_share")),)),
+        Row("隔离的读数", "quarantined readings",
+            (str(sum(int(m.get("quarantined", 0)) for m in close.get("meters", []))),)),
+        Row("修正次数", "corrections", (str(close.get("corrections", 0)),)),
+        Row("重述", "restatements", (str(len(restatements)),)),
+    )
 
 
-def _factor_rows(close: Mapping[str, Any]) -> tuple[Row, ...]:
+def _factors(close: Mapping[str, Any]) -> tuple[Row, ...]:
     method_zh = {"location": "基于位置", "market": "基于市场"}
     return tuple(
         Row(method_zh.get(f["method"], f["method"]), f["method"],
             (f["factor_id"], str(f["factor_version"]), f"{f['factor_value']:g}",
              str(f["factor_unit"])))
-        for f in close.get("factors", [])
-    )
+        for f in close.get("factors", []))
 
 
-def _scorecard_rows(scorecard: Sequence[Mapping[str, Any]]) -> tuple[Row, ...]:
+def _scorecard(indicators: Sequence[Mapping[str, Any]]) -> tuple[Row, ...]:
     rows = []
-    for s in scorecard:
+    for s in indicators:
         value = s.get("value")
         rows.append(Row(
-            str(s.get("name_zh", s.get("id", ""))), str(s.get("name_en", "")),
+            str(s.get("name_zh", "")), str(s.get("name_en", "")),
             (fmt(value) if isinstance(value, int | float) else str(value or "—"),
-             str(s.get("unit", "")), str(s.get("target", "")),
+             str(s.get("unit", "")), str(s.get("reference_text", "") or "—"),
              STATUS_NAMES.get(str(s.get("status", "")), str(s.get("status", ""))),
-             "申报 declared" if s.get("declared") else "计量 metered")))
+             str(s.get("kind", "")))))
     return tuple(rows)
+
+
+def _restatement_tables(restatements: Sequence[Mapping[str, Any]]) -> list[Table]:
+    out = []
+    for r in restatements:
+        rows = tuple(
+            Row(*figure_label(str(d["figure"])), (fmt(d.get("old")), fmt(d.get("new")),
+                                                 fmt(d.get("change")), str(d.get("unit", ""))))
+            for d in r.get("differences", []))
+        state = RESTATEMENT_STATES.get(str(r.get("state")), str(r.get("state")))
+        out.append(Table(
+            f"重述 #{r['restatement_id']}（自版本 {r.get('from_version')}）：{state}",
+            f"restatement #{r['restatement_id']} (from version {r.get('from_version')})",
+            ("数值 figure", "原值 old", "新值 new", "变化 change", "单位 unit"), rows,
+            note=str(r.get("reason", ""))))
+    return out
 
 
 def monthly_report(
@@ -250,37 +314,44 @@ def monthly_report(
     site_type: str,
     generated_at: datetime,
     signoff: SignOff,
+    checks: Sequence[Mapping[str, Any]] = (),
     scorecard: Sequence[Mapping[str, Any]] = (),
     baseline_month_tco2: float | None = None,
     baseline_year: int | None = None,
-    quarantined: int = 0,
     restatements: Sequence[Mapping[str, Any]] = (),
-    net_rule: bool = False,
 ) -> ReportDocument:
     """The monthly report of one site-month.
 
-    ``close``: the close's fields (see :class:`analytics.monthly.MonthlyClose`);
-    ``baseline_month_tco2``: the same calendar month of the baseline year [tCO2,
-    location-based], for the trend; ``net_rule``: the site accounts net emissions (Guangdong
-    guide, seed 003), so the net lines are printed.
+    ``close``: the close document (the snapshot's for a frozen month, else live);
+    ``checks``: the month's checks as the close states them; ``scorecard``: indicator items
+    (``name_zh, name_en, value, unit, reference_text, status, kind``); ``restatements``: the
+    month's restatements (old vs new); ``baseline_month_tco2``: the same calendar month of the
+    baseline year [tCO2, location-based], for the trend. The Guangdong net-emission lines
+    appear because the close holds them only for sites whose rules use them.
     """
-    month = close["month"]
-    month_text = month.strftime("%Y-%m") if isinstance(month, date) else str(month)[:7]
-    s1 = close["scope1_kgco2"] / 1000.0
-    total_loc = s1 + close["scope2_location_kgco2"] / 1000.0
+    figs: Mapping[str, Any] = close["figures"]
+    month_text = str(close["month"])[:7]
+    total_loc = float(figs["total_location"]["value"]) if "total_location" in figs else 0.0
+    n = 1
+
+    def title(zh: str, en: str) -> tuple[str, str]:
+        nonlocal n
+        out = (f"{_NUM[n]}、{zh}", f"{n}. {en}")
+        n += 1
+        return out
+
     tables = [
-        Table("一、总量", "1. Totals", ("指标 item", "数值 value", "单位 unit"),
-              _total_rows(close, net_rule)),
-        Table("二、分能源品种（边界表计）", "2. By carrier (boundary meters)",
-              ("能源品种 carrier", "用量 quantity", "折标煤 tce", "估算占比 estimated",
-               "时段数 intervals"), _carrier_rows(close)),
-        Table("三、分范围排放 (tCO2)", "3. By scope (tCO2)",
-              ("范围 scope", "基于位置 location-based", "基于市场 market-based"),
-              _scope_rows(close)),
+        Table(*title("总量", "Totals"), ("指标 item", "数值 value", "单位 unit"), _totals(figs)),
+        Table(*title("分能源品种（边界表计）", "By carrier (boundary meters)"),
+              ("能源品种 carrier", "用量 quantity", "单位 unit", "折标煤 tce",
+               "完整率 complete", "估算占比 estimated", "隔离 quarantined",
+               "未计量余量 unmetered"), _carriers(figs)),
+        Table(*title("分范围排放 (tCO2)", "By scope (tCO2)"),
+              ("范围 scope", "基于位置 location-based", "基于市场 market-based"), _scopes(figs)),
     ]
     chart: dict[str, Any] = {
-        "carriers": [(CARRIER_NAMES.get(c["carrier"], (c["carrier"],))[0], c["energy_tce"])
-                     for c in close.get("carriers", [])],
+        "carriers": [(figure_label(k)[0], float(f.get("tce") or 0.0))
+                     for k, f in sorted(figs.items()) if k.startswith("energy.")],
         "month": month_text,
         "current_tco2": total_loc,
     }
@@ -288,7 +359,7 @@ def monthly_report(
         change = ((total_loc - baseline_month_tco2) / baseline_month_tco2
                   if baseline_month_tco2 > 0 else None)
         tables.append(Table(
-            "四、与基准年对比", "4. Against the baseline year",
+            *title("与基准年对比", "Against the baseline year"),
             ("期间 period", "碳排放（基于位置）tCO2", "变化 change"),
             (Row(f"基准年 {baseline_year} 同月", f"baseline {baseline_year}, same month",
                  (fmt(baseline_month_tco2), "")),
@@ -296,14 +367,21 @@ def monthly_report(
                  (fmt(total_loc), "—" if change is None else f"{change * 100:+.1f} %")))))
         chart["baseline"] = (str(baseline_year), baseline_month_tco2)
     if scorecard:
-        tables.append(Table("五、指标评价", "5. Indicator scorecard",
-                            ("指标 indicator", "数值 value", "单位 unit", "目标 target",
-                             "状态 status", "来源 source"), _scorecard_rows(scorecard)))
-    tables.append(Table("六、数据质量", "6. Data quality", ("项目 item", "数值 value", "说明 note"),
-                        _quality_rows(close, quarantined, restatements)))
-    tables.append(Table("七、排放因子（来源与版本）", "7. Emission factors (source and version)",
+        tables.append(Table(*title("指标评价", "Indicator scorecard"),
+                            ("指标 indicator", "数值 value", "单位 unit", "参考 reference",
+                             "状态 status", "类型 kind"), _scorecard(scorecard)))
+    if checks:
+        tables.append(Table(*title("提交前检查", "Checks before submission"),
+                            ("检查与结果 check and result",), _checks(checks)))
+    tables.append(Table(*title("数据质量", "Data quality"), ("项目 item", "数值 value"),
+                        _quality(close, restatements)))
+    tables.append(Table(*title("计量表", "Meters"),
+                        ("表计 meter", "能源 carrier", "完整率 complete", "实测 measured",
+                         "估算 estimated", "隔离 quarantined"), _meters(close)))
+    tables.extend(_restatement_tables(restatements))
+    tables.append(Table(*title("排放因子（来源与版本）", "Emission factors (source and version)"),
                         ("方法 method", "因子 factor", "版本 version", "数值 value",
-                         "单位 unit"), _factor_rows(close)))
+                         "单位 unit"), _factors(close)))
     return ReportDocument(
         title_zh=f"{site_name} 月度碳排放报告",
         title_en=f"Monthly carbon report, {close['site_id']}, {month_text}",
@@ -316,60 +394,85 @@ def monthly_report(
     )
 
 
-def yearly_disclosure(
-    months: Sequence[Mapping[str, Any]],
-    *,
-    site_id: str,
-    site_name: str,
-    year: int,
-    generated_at: datetime,
-    self_evaluation: Sequence[Mapping[str, Any]] = (),
-) -> ReportDocument:
-    """The yearly public carbon disclosure, assembled only from *verified* months.
+_NUM = "〇一二三四五六七八九十"
 
-    ``months``: one mapping per verified month: the close's fields plus ``version`` and
-    ``sha256`` of the snapshot. Months not verified are listed as missing, never estimated.
-    ``self_evaluation``: per indicator ``name_zh``, ``name_en``, ``baseline``, ``current``,
-    ``unit``, ``target``, ``status``.
+
+def _ym(value: Any) -> str:
+    return str(value)[:7]
+
+
+def yearly_disclosure(
+    disclosure: Mapping[str, Any],
+    *,
+    site_name: str,
+    generated_at: datetime,
+    months: Sequence[Mapping[str, Any]] = (),
+    evaluation: Mapping[str, Any] | None = None,
+) -> ReportDocument:
+    """The yearly public carbon disclosure and the self-evaluation figures, from *verified*
+    months only.
+
+    ``disclosure``: :func:`analytics.review.annual_disclosure` (its totals are printed as
+    they are, not summed again here); ``months``: per verified month ``month``, ``version``,
+    ``sha256``, ``verified_by``, ``verified_at`` and ``figures`` (its snapshot's); months not
+    verified are listed as missing, never estimated; ``evaluation``:
+    :func:`analytics.review.self_evaluation` (baseline year vs this year).
     """
-    rows = []
-    tot_loc = tot_mkt = tot_tce = 0.0
-    seen = set()
-    for m in sorted(months, key=lambda m: str(m["month"])):
-        key = str(m["month"])[:7]
-        seen.add(key)
-        loc = (m["scope1_kgco2"] + m["scope2_location_kgco2"]) / 1000.0
-        mkt = (m["scope1_kgco2"] + m["scope2_market_kgco2"]) / 1000.0
-        tot_loc, tot_mkt, tot_tce = tot_loc + loc, tot_mkt + mkt, tot_tce + m["energy_tce"]
-        rows.append(Row(key, f"v{m.get('version', 1)}", (
-            fmt(loc), fmt(mkt), fmt(m["energy_tce"]), pct(m["completeness"]),
-            str(m.get("sha256", ""))[:12])))
-    missing = [f"{year}-{mm:02d}" for mm in range(1, 13) if f"{year}-{mm:02d}" not in seen]
-    rows.append(Row("全年合计（已核证月份）", "year, verified months",
-                    (fmt(tot_loc), fmt(tot_mkt), fmt(tot_tce), "", "")))
+    year = int(disclosure["year"])
+    month_rows = []
+    for m in sorted(months, key=lambda m: _ym(m["month"])):
+        f = m["figures"]
+        month_rows.append(Row(_ym(m["month"]), f"v{m['version']} {m.get('verified_by', '')}", (
+            value_text(f["total_location"]), value_text(f["total_market"]),
+            value_text(f["energy_consumed"]),
+            pct(f["energy_consumed"].get("quality", {}).get("completeness")))))
+    missing = list(disclosure.get("missing_months", []))
     tables = [Table(
         "一、逐月已核证数据", "1. Verified months",
-        ("月份 month", "基于位置 tCO2", "基于市场 tCO2", "能耗 tce", "完整率 complete",
-         "快照 snapshot"), tuple(rows),
+        ("月份 month", "基于位置 tCO2", "基于市场 tCO2", "能耗 tce", "完整率 complete"),
+        tuple(month_rows),
         note=("未核证月份（不计入）months not verified: " + ", ".join(missing)) if missing
         else "全部12个月均已核证 all 12 months verified")]
-    if self_evaluation:
+    totals = disclosure.get("totals", {})
+    names = [n for n in TOTAL_ORDER if n in totals]
+    names += [n for n in ("scope1", "scope2_location", "scope2_market") if n in totals]
+    names += sorted(n for n in totals if n.startswith("energy."))
+    total_rows = [Row(*figure_label(n), (value_text(totals[n]), str(totals[n]["unit"]),
+                                         str(totals[n].get("months", ""))))
+                  for n in names]
+    for n, it in sorted(disclosure.get("intensities", {}).items()):
+        total_rows.append(Row(*figure_label(n), (
+            value_text(it), str(it["unit"]),
+            f"{'合计' if it.get('denominator_rule') == 'sum' else '平均'} "
+            f"{it.get('denominator_rule', '')} {fmt(it.get('denominator'))}")))
+    tables.append(Table("二、全年合计（已核证月份）", "2. Year totals (verified months)",
+                        ("指标 item", "数值 value", "单位 unit", "月数 months"),
+                        tuple(total_rows), note=str(disclosure.get("note", ""))))
+    if evaluation is not None:
         tables.append(Table(
-            "二、自评价指标（基准年与当前）", "2. Self-evaluation (baseline vs now)",
-            ("指标 indicator", "基准年 baseline", "当前 now", "单位 unit", "目标 target",
-             "状态 status"),
-            tuple(Row(str(s["name_zh"]), str(s.get("name_en", "")), (
-                fmt(s.get("baseline")), fmt(s.get("current")), str(s.get("unit", "")),
-                str(s.get("target", "")),
-                STATUS_NAMES.get(str(s.get("status", "")), str(s.get("status", "")))))
-                  for s in self_evaluation)))
+            f"三、自评价指标（基准年 {evaluation['baseline_year']} 与 "
+            f"{evaluation['current_year']}）",
+            "3. Self-evaluation (baseline year vs now)",
+            ("指标 indicator", "基准年 baseline", "当前 now", "变化 change", "单位 unit"),
+            tuple(Row(*figure_label(str(r["indicator"])), (
+                fmt(r.get("baseline")), fmt(r.get("current")),
+                "—" if r.get("change") is None else f"{float(r['change']) * 100:+.1f} %",
+                str(r.get("unit", "")))) for r in evaluation.get("indicators", [])),
+            note=(f"{evaluation.get('note', '')}；基准年完整 baseline complete: "
+                  f"{'是 yes' if evaluation.get('baseline_complete') else '否 no'}；"
+                  f"当前年完整 current complete: "
+                  f"{'是 yes' if evaluation.get('current_complete') else '否 no'}")))
+    tables.append(Table(
+        "四、快照来源", "4. Snapshots (SHA-256)", ("月份 month", "SHA-256"),
+        tuple(Row(_ym(m["month"]), f"v{m['version']}", (str(m["sha256"]),))
+              for m in sorted(months, key=lambda m: _ym(m["month"])))))
     return ReportDocument(
         title_zh=f"{site_name} {year}年度碳排放信息披露",
-        title_en=f"Yearly carbon disclosure, {site_id}, {year}",
+        title_en=f"Yearly carbon disclosure, {disclosure['site_id']}, {year}",
         subtitle="仅包含经核证的月度数据 (verified months only)",
         generated_at=f"生成时间 generated: {local_time(generated_at)}",
         tables=tuple(tables),
         signoff=SignOff(state="disclosure"),
         chart_data={"monthly": [(r.label_zh[-2:], float(r.cells[0].replace(",", "")))
-                                for r in rows[:-1]]},
+                                for r in month_rows]},
     )
