@@ -188,7 +188,7 @@ def sites_page(request: Request, caller: ReadCaller) -> HTMLResponse:
         known = by_site.get(s["site_id"], {})
         months = sorted(set(known) | set(recent), reverse=True)
         rows.append({"site": s, "months": [
-            {"month": f"{m:%Y-%m}", **(known.get(m) or {"state": "draft", "version": 0})}
+            {**(known.get(m) or {"state": "draft", "version": 0}), "month": f"{m:%Y-%m}"}
             for m in months]})
     return _page(request, "review/sites.html", caller, rows=rows)
 
