@@ -50,6 +50,9 @@ ReturnCaller = Annotated[Caller, Depends(Need("return"))]
 RestateCaller = Annotated[Caller, Depends(Need("restate"))]
 #: how many recent local months the sites list shows besides the ones with a close
 RECENT_MONTHS = 3
+FIGURE_ORDER = ("energy_consumed", "scope1", "scope2_location", "scope2_market",
+                "total_location", "total_market", "sinks", "purchased_reductions",
+                "net_location", "net_market", "renewable_share", "carbon_intensity_of_energy")
 
 
 def _local(value: Any) -> str:
@@ -210,7 +213,14 @@ def month_page(request: Request, site_id: str, month: str, caller: ReadCaller,
     actions = {a: _may(caller, a) and state in TRANSITIONS[a][0]
                for a in ("submit", "verify", "return")}
     scorecard = scorecard_items(s.database_reader_url, site_id, m, datetime.now(UTC))
+    figs = view.document["figures"]
+    order = [n for n in sorted(figs) if n.startswith("energy.")] + [
+        n for n in FIGURE_ORDER if n in figs] + sorted(
+        n for n in figs if n.startswith("intensity."))
+    figures = [(n, figs[n]) for n in order] + [(n, f) for n, f in figs.items()
+                                                if n not in order]
     return _page(request, "review/month.html", caller, site=site, month=month, view=view,
+                 figures=figures,
                  actions=actions, scorecard=scorecard, restatements=restatements,
                  snapshots=snapshots, error=error, note=note, year=m.year,
                  may_restate=_may(caller, "restate"))
