@@ -271,3 +271,17 @@ def test_yearly_disclosure_over_http_equals_the_api(ui: dict[str, Any]) -> None:
 
     assert d["totals"]["total_location"]["value"] == pytest.approx(
         (N * 8.0 * SICHUAN + N * GAS_M3 * GAS) / 1000, rel=1e-6)
+
+
+def test_nzc_report_writes_the_same_files(ui: dict[str, Any], tmp_path: Any) -> None:
+    out = _nzc("report", "monthly", "--site", "ui-a", "--month", MONTH, "--excel",
+               "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / f"ui-a-{MONTH}.xlsx").exists()
+    view = _api(ui, "rose", "GET", f"/api/v1/sites/ui-a/months/{MONTH}").json()
+    text = _check_pdf((tmp_path / f"ui-a-{MONTH}.pdf").read_bytes(), "ui-cli-monthly", [])
+    _figures_in(text, view["close"]["figures"])
+    assert view["snapshot_sha256"] in text
+    out = _nzc("report", "yearly", "--site", "ui-a", "--year", "2026", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "ui-a-2026-disclosure.pdf" in out.stdout
