@@ -37,7 +37,10 @@ def scorecard_items(reader_url: str, site_id: str, month: date, now: datetime,
         fn = module.scorecard_for_site
     except (ImportError, AttributeError):
         return []
-    card = fn(reader_url, site_id, f"{month:%Y-%m}", now, method)
+    try:
+        card = fn(reader_url, site_id, f"{month:%Y-%m}", now, method)
+    except (ValueError, LookupError):  # a site or month the scorecard does not cover
+        return []
     items = card.get("indicators", []) if isinstance(card, Mapping) else []
     return [dict(i) for i in items]
 

@@ -45,6 +45,10 @@ STATUS_NAMES: dict[str, str] = {
     "at_risk": "有风险 at risk",
     "not_met": "未达标 not met",
     "no_data": "无数据 no data",
+    # the indicators issue's spelling (carbon.indicators: "at risk", "not met", "no data")
+    "at risk": "有风险 at risk",
+    "not met": "未达标 not met",
+    "no data": "无数据 no data",
 }
 
 

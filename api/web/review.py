@@ -33,6 +33,7 @@ from reports.build import scorecard_items
 from reports.document import (
     CHECK_NAMES,
     RESTATEMENT_STATES,
+    STATUS_NAMES,
     figure_label,
     fmt,
     local_time,
@@ -71,7 +72,8 @@ def _numbers(value: Any) -> str:
 
 
 templates.env.filters.update(local=_local, fmt=fmt, pct=pct, numbers=_numbers,
-                             state_name=state_name)
+                             state_name=state_name,
+                             status_name=lambda s: STATUS_NAMES.get(str(s), str(s)))
 templates.env.globals.update(figure_label=figure_label, check_names=CHECK_NAMES,
                              restatement_states=RESTATEMENT_STATES)
 

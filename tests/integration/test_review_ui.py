@@ -158,7 +158,7 @@ def test_reviewer_logs_in_reads_checks_and_verifies(ui: dict[str, Any]) -> None:
     page.screenshot(path=str(REPO / ".state" / "artifacts" / "review-month.png"),
                     full_page=True)
     hosts = {urlsplit(u).hostname for u in requested}
-    assert hosts == {"127.0.0.1"}, f"requests left loopback: {sorted(hosts)}"
+    assert hosts == {"127.0.0.1"}, f"requests left loopback: {sorted(map(str, hosts))}"
     page.context.close()
 
 

@@ -183,3 +183,38 @@ def test_yearly_disclosure_from_verified_months_only(tmp_path: Path) -> None:
     assert by_month["2026-02"][2] == pytest.approx(3.0)
     totals = {r[0]: r for r in wb.worksheets[2].iter_rows(values_only=True) if r[0]}
     assert totals["综合能源消费量"][2] == pytest.approx(18.908)
+
+
+def test_scorecard_is_optional_and_called_with_the_month(monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """``analytics.scorecard`` (issue 11) is not in every build: without it the report has
+    no scorecard section; with it, ``scorecard_for_site(url, site, "YYYY-MM", now, method)``
+    gives the indicators printed."""
+    import sys
+    import types
+
+    from reports.build import scorecard_items
+
+    monkeypatch.setitem(sys.modules, "analytics.scorecard", None)  # import fails
+    assert scorecard_items("postgresql://x", "s", date(2026, 10, 1), NOW) == []
+    calls = []
+
+    def scorecard_for_site(url: str, site: str, period: str, now: datetime, method: str
+                           ) -> dict[str, object]:
+        calls.append((url, site, period, now, method))
+        if site == "unknown":
+            raise ValueError("unknown site")
+        return {"indicators": [{"name_zh": "人均碳排放", "name_en": "per capita",
+                                "value": 0.2, "unit": "tCO2/人", "reference_text": "<= 3.5",
+                                "status": "at risk", "kind": "metered"}]}
+
+    module = types.ModuleType("analytics.scorecard")
+    module.scorecard_for_site = scorecard_for_site  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "analytics.scorecard", module)
+    items = scorecard_items("postgresql://x", "s", date(2026, 10, 1), NOW)
+    assert calls == [("postgresql://x", "s", "2026-10", NOW, "location")]
+    assert scorecard_items("postgresql://x", "unknown", date(2026, 10, 1), NOW) == []
+    doc = monthly_report(CLOSE, site_name="x", site_type="park", generated_at=NOW,
+                         signoff=SignOff("draft"), scorecard=items)
+    rows = {r.label_zh: r.cells for t in doc.tables for r in t.rows}
+    assert rows["人均碳排放"] == ("0.200", "tCO2/人", "<= 3.5", "有风险 at risk", "metered")
