@@ -149,6 +149,16 @@ def test_reviewer_logs_in_reads_checks_and_verifies(ui: dict[str, Any]) -> None:
     assert grid == fmt(N * 8.0)  # 2976 intervals x 8 kWh, by hand
     assert page.locator("#return").is_visible() and page.locator("#submit").count() == 0
 
+    # returned with a comment, re-submitted by the site manager, then verified
+    page.fill("#return-comment", "请核对燃气表 / check the gas meter")
+    page.click("#return")
+    page.wait_for_selector("#note")
+    assert page.inner_text("#state") == "已退回 returned"
+    assert page.inner_text("#comment") == "请核对燃气表 / check the gas meter"
+    assert page.locator("#verify").count() == 0
+    r = _api(ui, "mike", "POST", f"/api/v1/sites/ui-a/months/{MONTH}/submit")
+    assert r.status_code == 200, r.text
+    page.reload()
     page.click("#verify")
     page.wait_for_selector("#frozen")
     assert page.inner_text("#state") == "已核证 verified" and page.inner_text("#version") == "1"
@@ -177,8 +187,13 @@ def test_manager_of_another_site_is_refused_page_and_api(ui: dict[str, Any]) -> 
         assert _api(ui, "bob", "GET", path).status_code == 403
         assert page.request.get(f"{BASE}{path}").status == 403
     assert page.request.get(f"{BASE}/api/v1/sites/ui-b/months/{MONTH}").status == 200
-    # a site manager may not verify, from the page either
+    # a site manager may not verify, from the page either; submitting his own site works
     assert page.request.post(f"{BASE}/review/sites/ui-b/months/{MONTH}/verify").status == 403
+    page.goto(f"{BASE}/review/sites/ui-b/months/{MONTH}")
+    assert page.locator("#verify").count() == 0 and page.locator("#return").count() == 0
+    page.click("#submit")
+    page.wait_for_selector("#note")
+    assert page.inner_text("#state") == "已提交 submitted"
     page.context.close()
 
 
@@ -241,7 +256,8 @@ def test_monthly_pdf_over_http_equals_the_api(ui: dict[str, Any]) -> None:
     text = _check_pdf(live.content, "ui-monthly-live", [])
     live_view = _api(ui, "bob", "GET", f"/api/v1/sites/ui-b/months/{MONTH}").json()
     _figures_in(text, live_view["close"]["figures"])
-    assert "未经核证" in text and "净排放量" in text  # Guangdong: net lines
+    assert "未经核证" in text and "已提交" in text  # submitted by bob, not verified
+    assert "净排放量" in text  # Guangdong: net lines
 
     x = _api(ui, "rose", "GET", f"/api/v1/sites/ui-a/months/{MONTH}/report.xlsx")
     wb = load_workbook(io.BytesIO(x.content))
