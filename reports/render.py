@@ -8,6 +8,7 @@ machine; charts are inline SVG with text as paths (:mod:`reports.charts`).
 from __future__ import annotations
 
 import base64
+import logging
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -15,6 +16,10 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from reports.charts import bar_chart_svg
 from reports.document import ReportDocument, signoff_lines
 
+# WeasyPrint logs every layout step at INFO, matplotlib every categorical axis: keep the
+# API's and the CLI's logs readable
+for _name in ("weasyprint", "weasyprint.progress", "matplotlib.category", "fontTools"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 _env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
 
