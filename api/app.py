@@ -99,6 +99,7 @@ def create_app(settings: Settings, config: ReviewConfig | None = None) -> FastAP
                   description="近零碳试点监测 / near-zero-carbon pilot monitoring: monthly "
                               "closes, reviews, restatements, audit log.")
     app.state.database_url = settings.database_url
+    app.state.settings = settings
     app.state.tokens = TokenCache()
     cfg = config or ReviewConfig.from_env()
     url, interval_s = settings.database_url, settings.interval_s
@@ -372,7 +373,20 @@ def create_app(settings: Settings, config: ReviewConfig | None = None) -> FastAP
         return {"available": True, "alerts": json.loads(json.dumps(rows, default=str))}
 
     _include_web(app)
+    app.state.review_config = cfg
+    _include_reports(app)
     return app
+
+
+def _include_reports(app: FastAPI) -> None:
+    """The reports (PDF, Excel) and the reviewer's pages (issue 15), when present."""
+    try:
+        reports = importlib.import_module("api.reports")
+        pages = importlib.import_module("api.web.review")
+    except ImportError:
+        return
+    app.include_router(reports.router)
+    pages.install(app)
 
 
 def _include_web(app: FastAPI) -> None:

@@ -46,6 +46,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "restate": frozenset({"reviewer"}),
     "scan": frozenset({"admin", "reviewer"}),
 }
+#: the web pages' session cookie (HttpOnly, SameSite=Strict): holds the same bearer token,
+#: so that pages and API are authorised by the same dependency
+SESSION_COOKIE = "nzc_session"
 _hasher = PasswordHasher()
 _bearer = HTTPBearer(auto_error=False, description="token from `nzc users add`")
 
@@ -105,7 +108,8 @@ class TokenCache:
 
 
 class Need:
-    """``Depends(Need("submit"))``: authenticate the bearer token, check that the role may do
+    """``Depends(Need("submit"))``: authenticate the bearer token (or the web pages' session
+    cookie holding one), check that the role may do
     the action and that the route's site is in the caller's scope. Every route uses it."""
 
     def __init__(self, action: str) -> None:
@@ -121,17 +125,20 @@ class Need:
         unauthorized = HTTPException(
             401, "需要有效的令牌 / a valid bearer token is required",
             headers={"WWW-Authenticate": "Bearer"})
-        if credentials is None or credentials.scheme.lower() != "bearer":
+        if credentials is not None and credentials.scheme.lower() == "bearer":
+            token = credentials.credentials
+        elif credentials is None and request.cookies.get(SESSION_COOKIE):
+            token = request.cookies[SESSION_COOKIE]
+        else:
             raise unauthorized
-        parts = split_token(credentials.credentials)
+        parts = split_token(token)
         if parts is None:
             raise unauthorized
         with dbr.connect(state.database_url) as conn:
             user = dbr.user_by_key(conn, parts[0])
             if user is None:
                 raise unauthorized
-            ok, first = state.tokens.check(credentials.credentials, user["token_hash"],
-                                           parts[1])
+            ok, first = state.tokens.check(token, user["token_hash"], parts[1])
             if not ok:
                 raise unauthorized
             if first:
