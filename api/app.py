@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import importlib
-import inspect
 import io
 import json
 from dataclasses import asdict, is_dataclass
@@ -24,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from analytics import closing
 from analytics.review import ReviewConfig, TransitionError
+from analytics.scorecard import scorecard_for_site
 from api.auth import Caller, Need, TokenCache
 from db import review as dbr
 from nzc.settings import Settings
@@ -346,20 +346,18 @@ def create_app(settings: Settings, config: ReviewConfig | None = None) -> FastAP
             return closing.evaluation(conn, site_id, year)
 
     @app.get(f"{PREFIX}/sites/{{site_id}}/scorecard", tags=["indicators"])
-    def scorecard(site_id: str, caller: ReadCaller) -> Any:
-        """The indicator scorecard (issue 11), when ``analytics.scorecard`` is installed."""
+    def scorecard(site_id: str, caller: ReadCaller,
+                  period: str = Query("ytd", pattern=r"^(mtd|ytd|r12|\d{4}-\d{2})$"),
+                  method: str = Query("location", pattern="^(location|market)$")) -> Any:
+        """The indicator scorecard (issue 11) for ``period`` (``mtd``, ``ytd``, ``r12`` or a
+        local month ``YYYY-MM``): every applicable indicator with value, target, status,
+        completeness and its trace (:func:`analytics.scorecard.scorecard_for_site`)."""
         try:
-            module = importlib.import_module("analytics.scorecard")
-            fn = module.scorecard
-        except (ImportError, AttributeError) as exc:
-            raise HTTPException(501, "指标计分卡尚未提供 / the scorecard (indicators issue) "
-                                     "is not available yet") from exc
-        known = {"database_url": settings.database_reader_url,
-                 "url": settings.database_reader_url, "settings": settings,
-                 "site_id": site_id, "site": site_id}
-        params = inspect.signature(fn).parameters
-        kwargs = {k: v for k, v in known.items() if k in params}
-        return _jsonable(fn(**kwargs))
+            card = scorecard_for_site(settings.database_reader_url, site_id, period,
+                                      method=method)
+        except ValueError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        return _jsonable(card)
 
     @app.get(f"{PREFIX}/sites/{{site_id}}/alerts", tags=["alerts"])
     def alerts(site_id: str, caller: AlertsCaller

@@ -499,3 +499,21 @@ def test_audit_log_is_append_only_and_tamper_evident(api: dict[str, Any]) -> Non
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-x", "-q"]))
+
+
+def test_scorecard_route_serves_the_scorecard(api: dict[str, Any]) -> None:
+    """The API's scorecard is analytics.scorecard's, for the caller's own site only; the
+    month's grid energy behind the emissions indicator is the metered one."""
+    from analytics.scorecard import scorecard_for_site
+
+    s = api["settings"]
+    r = _call(api, "mia", "GET", "/api/v1/sites/rev-a/scorecard?period=2026-10")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    direct = scorecard_for_site(s.database_reader_url, "rev-a", "2026-10")
+    assert [i["id"] for i in body["indicators"]] == [i["id"] for i in direct["indicators"]]
+    assert [(i["status"], i["value"]) for i in body["indicators"]] == \
+        [(i["status"], i["value"]) for i in direct["indicators"]]
+    assert _call(api, "max", "GET", "/api/v1/sites/rev-a/scorecard").status_code == 403
+    assert _call(api, "mia", "GET",
+                 "/api/v1/sites/rev-a/scorecard?period=bogus").status_code == 422
