@@ -215,7 +215,9 @@ def _last_intervals(records: Iterable[IntervalRow | Mapping[str, Any]]) -> list[
 def _last_readings(records: Iterable[ReadingRecord | Mapping[str, Any]]) -> list[ReadingRecord]:
     last: dict[tuple[str, int], ReadingRecord] = {}
     for rec in records:
-        r = rec if isinstance(rec, ReadingRecord) else ReadingRecord.from_dict(rec)
+        # a mapping needs only the stored columns (the readings table has no site_id)
+        r = rec if isinstance(rec, ReadingRecord) else ReadingRecord.from_dict(
+            {"site_id": "", **rec})
         last[(r.meter_id, r.ts_ms)] = r
     return list(last.values())
 
@@ -279,12 +281,26 @@ class Sink:
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
             self._conn = await psycopg.AsyncConnection.connect(self._url, autocommit=False)
-            if self._copy is not False:
-                self._copy = await self._probe_copy(self._conn)
+            if self._copy is None:
+                try:
+                    self._copy = await self._probe_copy(self._conn)
+                except psycopg.OperationalError as exc:
+                    # pglite's socket server drops the connection on COPY FROM STDIN
+                    log.info("COPY closed the connection (%s); using unnest upserts", exc)
+                    self._copy = False
+                    await self._conn.close()
+                    self._conn = await psycopg.AsyncConnection.connect(self._url,
+                                                                       autocommit=False)
         return self._conn
 
     async def _probe_copy(self, conn: psycopg.AsyncConnection[Any]) -> bool:
-        """Whether this server takes ``COPY FROM STDIN`` into temporary tables."""
+        """Whether this server takes ``COPY FROM STDIN`` into temporary tables (pglite, a
+        PostgreSQL compiled with Emscripten, does not: its socket server drops the client)."""
+        row = await (await conn.execute("SELECT version()")).fetchone()
+        await conn.rollback()
+        if row is None or "emscripten" in str(row[0]).lower():
+            log.info("no COPY FROM STDIN on this server (pglite); using unnest upserts")
+            return False
         try:
             async with conn.transaction():
                 for t in (ENERGY, EMISSIONS, READINGS, DEAD):
@@ -295,7 +311,7 @@ class Sink:
             return True
         except psycopg.OperationalError:
             raise
-        except psycopg.Error as exc:
+        except psycopg.Error as exc:  # e.g. no TEMP privilege
             log.info("COPY is unavailable here (%s); using unnest upserts", exc)
             await conn.rollback()
             return False
