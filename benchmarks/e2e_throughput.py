@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import time
@@ -241,6 +242,16 @@ def wait_round(conn: psycopg.Connection[Any], sample: list[str], ts: int, timeou
     return None
 
 
+def _start_profiles(folder: Path, groups: dict[str, list[int]]) -> list[subprocess.Popen[bytes]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    exe = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "py-spy"
+    spy = str(exe) if exe.exists() else "py-spy"
+    return [subprocess.Popen([spy, "record", "--format", "raw", "--rate", "200", "-o",
+                              str(folder / f"{name}.txt"), "-p", str(pids[0])],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for name, pids in groups.items() if name == "ingest" or name.startswith("stream")]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--meters", type=int, default=1000)
@@ -252,6 +263,9 @@ def main() -> int:
     ap.add_argument("--steady-s", type=float, default=20)
     ap.add_argument("--skip-ceilings", action="store_true")
     ap.add_argument("--timeout-s", type=float, default=900)
+    ap.add_argument("--profile-dir", type=Path, default=None,
+                    help="record py-spy profiles (collapsed stacks) of the workers during the "
+                         "full-speed phase into this folder (needs py-spy on PATH or in .venv)")
     a = ap.parse_args()
     if (a.rounds - 1) % 15:
         ap.error("--rounds must be 15k+1 (whole 15-minute intervals)")
@@ -303,6 +317,7 @@ def main() -> int:
                 return 1
             print(f"workers ready after {time.perf_counter() - t:.1f} s")
 
+            spies = _start_profiles(a.profile_dir, groups) if a.profile_dir else []
             before = cpu.sample()
             t0 = time.perf_counter()
             pub_s = publish(s, msgs[a.gateways:])
@@ -321,6 +336,9 @@ def main() -> int:
                     break
                 time.sleep(0.1)
             after = cpu.sample()
+            for spy in spies:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(timeout=60)
             if done_s is None:
                 print(f"incomplete after {a.timeout_s} s")
                 return 1

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from nzc.settings import Settings
@@ -22,13 +23,15 @@ def worker_command(kind: str) -> list[str]:
 
 
 def start_worker(kind: str, settings: Settings, env: dict[str, str] | None = None,
-                 log_name: str | None = None) -> subprocess.Popen[bytes]:
-    """Start a worker in its own session, logging to ``<state>/logs/<kind>.log``."""
+                 log_name: str | None = None,
+                 extra_args: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """Start a worker in its own session, logging to ``<state>/logs/<kind>.log``
+    (``extra_args`` are added to its command line, e.g. ``--loglevel info``)."""
     logs = settings.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with open(logs / f"{log_name or kind}.log", "ab") as out:
         return subprocess.Popen(
-            worker_command(kind), stdout=out, stderr=subprocess.STDOUT,
+            [*worker_command(kind), *extra_args], stdout=out, stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})}, start_new_session=True,
             cwd=Path(__file__).resolve().parent.parent,
         )

@@ -146,7 +146,9 @@ class IntervalBatcher:
             for iv in changed:
                 self.intervals[(iv.meter_id, iv.interval_start_ms)] = iv
             self.dead.extend(dead)
-            self.readings.append(reading)
+            # the readings audit holds only what the stream used (issue 8, item 9)
+            if not any(d.code in logic.NOT_USED for d in dead):
+                self.readings.append(reading)
         self.events.append(event)
 
     def pending(self) -> int:

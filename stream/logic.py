@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -49,6 +49,8 @@ class StreamContext:
     interval_s: int = 900
     lateness_s: int = 7200
     max_gap_s: float = 1800.0
+    #: counter limits per meter id, filled on first use
+    specs: dict[str, MeterSpec] = field(default_factory=dict, compare=False, repr=False)
 
 
 def meter_spec(meter: Meter, default_max_gap_s: float = 1800.0) -> MeterSpec:
@@ -57,6 +59,18 @@ def meter_spec(meter: Meter, default_max_gap_s: float = 1800.0) -> MeterSpec:
     k = meter.to_canonical
     gap = meter.max_gap_s if meter.max_gap_s is not None else default_max_gap_s
     return MeterSpec(meter.meter_id, meter.register_max * k, meter.max_rate_per_h * k, gap)
+
+
+def _spec(ctx: StreamContext, meter: Meter) -> MeterSpec:
+    """:func:`meter_spec` of ``meter``, computed once per context (registry) and meter."""
+    spec = ctx.specs.get(meter.meter_id)
+    if spec is None:
+        spec = ctx.specs[meter.meter_id] = meter_spec(meter, ctx.max_gap_s)
+    return spec
+
+
+#: Dead letter codes of apply_reading that mean "this reading was not used".
+NOT_USED = frozenset({"too_late", "spike", "interval_too_late", "unknown_meter", "schema"})
 
 
 def stream_dead_letter(reading: ReadingRecord | Mapping[str, Any], code: str,
@@ -93,7 +107,7 @@ def apply_reading(
     if meter is None:  # the registry changed between ingest and here
         return [], [stream_dead_letter(reading, "unknown_meter",
                                        f"meter {reading.meter_id!r} is not registered")]
-    spec = meter_spec(meter, ctx.max_gap_s)
+    spec = _spec(ctx, meter)
     result: ApplyResult
     if reading.kind == "register":
         result = apply_register(spec, state, reading.ts_ms, reading.value,
