@@ -155,6 +155,42 @@ def kafka_ceiling(s: Settings, load: Load, rounds: int) -> tuple[float, float, i
     return p, c, sum(load.meters for _ in range(rounds))
 
 
+def changelog_sizes(s: Settings, prefix: str) -> list[int]:
+    """Size [bytes] of the newest changelog value of every meter whose id starts ``prefix``."""
+    topic = "nzc-stream-meter_state-changelog"
+
+    async def run() -> list[int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=None,
+                                    enable_auto_commit=False, auto_offset_reset="earliest",
+                                    max_partition_fetch_bytes=8 << 20)
+        await consumer.start()
+        try:
+            from aiokafka import TopicPartition
+
+            tps = [TopicPartition(topic, p)
+                   for p in sorted(consumer.partitions_for_topic(topic) or [])]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            last: dict[bytes, int] = {}
+            key_prefix = json.dumps(prefix)[:-1].encode()
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                behind = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
+                if not behind:
+                    break
+                got = await consumer.getmany(timeout_ms=500, max_records=20_000)
+                for msgs in got.values():
+                    for m in msgs:
+                        if m.key and m.key.startswith(key_prefix) and m.value is not None:
+                            last[m.key] = len(m.value)
+            return list(last.values())
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
 def copy_ceiling(s: Settings, n: int) -> float:
     """COPY ``n`` interval-like rows into a temporary table, then upsert them into another
     temporary table with a primary key [s]."""
@@ -372,6 +408,11 @@ def main() -> int:
                 if name != "mosquitto":
                     total += us
                 print(f"cpu {name:10s} {us:8.1f} µs/reading   rss {after[name][1] / 1024:7.1f} MiB")
+            sizes = changelog_sizes(s, f"{load.site}-")
+            if sizes:
+                print(f"meter state (newest changelog value, JSON): mean "
+                      f"{statistics.mean(sizes) / 1024:.2f} KiB, max {max(sizes) / 1024:.2f} KiB "
+                      f"over {len(sizes)} meters (lateness {s.lateness_s} s, 1-minute readings)")
             print(f"TOTAL {total:.1f} µs/reading (ingest + stream workers + Kafka + PostgreSQL;"
                   f" load average {os.getloadavg()[0]:.2f})")
 
