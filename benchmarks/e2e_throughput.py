@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -160,21 +161,18 @@ def changelog_sizes(s: Settings, prefix: str) -> list[int]:
     topic = "nzc-stream-meter_state-changelog"
 
     async def run() -> list[int]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=None,
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=s.kafka_bootstrap, group_id=None,
                                     enable_auto_commit=False, auto_offset_reset="earliest",
                                     max_partition_fetch_bytes=8 << 20)
         await consumer.start()
+        last: dict[bytes, int] = {}
         try:
-            from aiokafka import TopicPartition
-
-            tps = [TopicPartition(topic, p)
-                   for p in sorted(consumer.partitions_for_topic(topic) or [])]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
-            last: dict[bytes, int] = {}
-            key_prefix = json.dumps(prefix)[:-1].encode()
             deadline = time.monotonic() + 120
+            while not consumer.assignment() and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            tps = list(consumer.assignment())
+            ends = await consumer.end_offsets(tps)
+            key_prefix = json.dumps(prefix)[:-1].encode()
             while time.monotonic() < deadline:
                 behind = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
                 if not behind:
@@ -184,9 +182,10 @@ def changelog_sizes(s: Settings, prefix: str) -> list[int]:
                     for m in msgs:
                         if m.key and m.key.startswith(key_prefix) and m.value is not None:
                             last[m.key] = len(m.value)
-            return list(last.values())
         finally:
-            await consumer.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer.stop()
+        return list(last.values())
 
     return asyncio.run(run())
 
