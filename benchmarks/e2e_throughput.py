@@ -45,7 +45,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from core.records import ReadingBatch, ReadingRecord, decode, encode
 from db.migrate import apply_migrations
-from nzc.procs import start_ingest_ready, start_worker, stop_worker
+from nzc.procs import log_path, start_ingest_ready, start_worker, stop_worker
 from nzc.services import manager
 from nzc.settings import Settings
 from simulators.publisher import MqttPublisher
@@ -277,6 +277,23 @@ def wait_round(conn: psycopg.Connection[Any], sample: list[str], ts: int, timeou
     return None
 
 
+def _recovery_line(path: Path) -> str:
+    """Group joins and table recovery of one worker, from its info log: the time of the first
+    assignment and of every "Recovery complete" / "Worker ready" line."""
+    from datetime import datetime
+
+    stamps: list[tuple[str, datetime]] = []
+    for line in path.read_text(errors="replace").splitlines():
+        for what in ("Setting newly assigned partitions", "Restore complete", "Worker ready"):
+            if what in line and line.startswith("["):
+                with contextlib.suppress(ValueError):
+                    stamps.append((what, datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f")))
+    if not stamps:
+        return "(no recovery lines in the log)"
+    first = stamps[0][1]
+    return ", ".join(f"{w} +{(t - first).total_seconds():.1f} s" for w, t in stamps[:8])
+
+
 def _start_profiles(folder: Path, groups: dict[str, list[int]]) -> list[subprocess.Popen[bytes]]:
     folder.mkdir(parents=True, exist_ok=True)
     exe = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "py-spy"
@@ -449,16 +466,19 @@ def main() -> int:
             for p in streams:
                 stop_worker(p)
             t = time.perf_counter()
-            streams = [start_worker("stream", s, log_name=f"bench-stream{w}-{run}-b")
-                       for w in range(a.workers)]
+            names = [f"bench-stream{w}-{run}-b" for w in range(a.workers)]
+            streams = [start_worker("stream", s, log_name=n, extra_args=["--loglevel", "info"])
+                       for n in names]
             procs = [*streams, ingest]
             k = k0 + steady_rounds
             publish(s, load.round(k))
             w = wait_round(conn, sample, load.ts(k), a.timeout_s, 0.1)
+            total_s = time.perf_counter() - t
             print(f"restart: {a.workers} stream workers stopped and started again; the next "
-                  f"round was in the database after {time.perf_counter() - t:.1f} s "
-                  f"({a.meters} meters' state recovered)" if w is not None
-                  else "restart: the next round never arrived")
+                  f"round was in the database after {total_s:.1f} s ({a.meters} meters)"
+                  if w is not None else "restart: the next round never arrived")
+            for name in names:
+                print(f"  {name}: {_recovery_line(log_path(s, name))}")
     finally:
         for p in procs:
             stop_worker(p)
