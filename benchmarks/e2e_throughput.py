@@ -34,6 +34,7 @@ import os
 import signal
 import statistics
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -321,6 +322,8 @@ def main() -> int:
     a = ap.parse_args()
     if (a.rounds - 1) % 15:
         ap.error("--rounds must be 15k+1 (whole 15-minute intervals)")
+    # a SIGTERM (e.g. from `timeout`) still stops the workers this run started (finally below)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     run = uuid.uuid4().hex[:6]
     s = Settings.from_env()
     manager.up(s)

@@ -276,6 +276,11 @@ class Sink:
         self._url = database_url
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._copy: bool | None = None if use_copy else False
+        # plain PostgreSQL (migration 007): rollups refreshed per batch, see write_batch
+        self._rollups = False
+        self._last_refresh = 0.0
+        #: a batch was written without refreshing the rollups (see :meth:`refresh_rollups`)
+        self.refresh_pending = False
         self.stats = SinkStats()
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
@@ -291,6 +296,10 @@ class Sink:
                     await self._conn.close()
                     self._conn = await psycopg.AsyncConnection.connect(self._url,
                                                                        autocommit=False)
+            row = await (await self._conn.execute(
+                "SELECT to_regprocedure('nzc_refresh_rollups()') IS NOT NULL")).fetchone()
+            self._rollups = bool(row and row[0])
+            await self._conn.rollback()
         return self._conn
 
     async def _probe_copy(self, conn: psycopg.AsyncConnection[Any]) -> bool:
@@ -347,11 +356,17 @@ class Sink:
         self, *, intervals: Iterable[IntervalRow | Mapping[str, Any]] = (),
         readings: Iterable[ReadingRecord | Mapping[str, Any]] = (),
         dead: Iterable[DeadLetter | Mapping[str, Any]] = (),
+        refresh_within_s: float = 0.0,
     ) -> dict[str, int]:
         """Write interval rows, readings and dead letters in ONE transaction; a record the
         database refuses is quarantined (see the class docstring). Raises only for failures
         that are not about the data (the caller retries: :meth:`with_retry`). Returns the
-        rows written or changed per table."""
+        rows written or changed per table.
+
+        On plain PostgreSQL the rollups of the touched buckets are refreshed in the same
+        transaction unless one was refreshed less than ``refresh_within_s`` [s] ago (0: always,
+        the rollups are current when this returns; the stream passes a few seconds under load,
+        so a meter's buckets are recomputed once per period instead of once per batch)."""
         rows = _last_intervals(intervals)
         parts = [
             _Part(ENERGY, rows, _energy_rows, "energy interval"),
@@ -374,8 +389,22 @@ class Sink:
                 counts["dead_letters"] += await self._write_split(conn, part, quarantine)
                 for rec, msg in part.quarantined:  # even its own dead letter was refused
                     log.error("dropping a record the database refuses twice: %s (%r)", msg, rec)
+            now = time.monotonic()
+            if self._rollups and now - self._last_refresh >= refresh_within_s:
+                await conn.execute("SELECT nzc_refresh_rollups()")
+                self._last_refresh, self.refresh_pending = now, False
+            elif self._rollups:
+                self.refresh_pending = True
         self.stats.batches += 1
         return counts
+
+    async def refresh_rollups(self) -> None:
+        """Refresh the plain-PostgreSQL rollups of every queued bucket (migration 007)."""
+        conn = await self._connection()
+        async with conn.transaction():
+            if self._rollups:
+                await conn.execute("SELECT nzc_refresh_rollups()")
+        self._last_refresh, self.refresh_pending = time.monotonic(), False
 
     async def _write_split(self, conn: psycopg.AsyncConnection[Any], part: _Part,
                            records: list[Any]) -> int:

@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 FLUSH_READINGS = 5000
 #: ... or this often [s].
 FLUSH_WITHIN_S = 0.5
+#: Under load, plain-PostgreSQL rollups are refreshed at most this often [s].
+ROLLUP_REFRESH_S = 3.0
 #: Dead letters from ingest: batch size [records].
 DEAD_BATCH = 2000
 
@@ -180,12 +182,18 @@ class IntervalBatcher:
         """Write the batch: database, then changelog, then acknowledge."""
         async with self.lock:
             if not self.events:
+                if self.sink.refresh_pending:  # the load stopped: bring the rollups up to date
+                    await self.sink.with_retry("refresh rollups", self.sink.refresh_rollups)
                 return
             t = time.perf_counter()
             cut = self._cut()
+            # under load (a full batch), rollups at most every ROLLUP_REFRESH_S; a flush by the
+            # timer (light load) refreshes them in its own transaction
+            full = len(cut.readings) >= self.flush_readings
             await self.sink.with_retry("write intervals", self.sink.write_batch,
                                        intervals=cut.intervals, readings=cut.readings,
-                                       dead=cut.dead)
+                                       dead=cut.dead,
+                                       refresh_within_s=ROLLUP_REFRESH_S if full else 0.0)
             for meter, (partition, blob, value) in cut.states.items():
                 self.table.data[meter] = value
                 self.table.send_changelog(partition, meter, blob, value_serializer="raw")
