@@ -11,11 +11,10 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from carbon.emissions import interval_emissions
 from carbon.factors import FactorLibrary
 from carbon.units import Carrier
 from db.sink import UPSERT_EMISSIONS
-from stream.logic import accounting_year
+from stream.logic import emission_rows
 
 
 def recompute(database_url: str, site_id: str, start: datetime, end: datetime,
@@ -24,12 +23,15 @@ def recompute(database_url: str, site_id: str, start: datetime, end: datetime,
     """Recompute every emission row of ``site_id`` with ``start <= interval_start < end``.
 
     ``data_year`` pins the grid factors' data year (e.g. the matching year once it is
-    published); ``grid_overrides`` as in :func:`carbon.emissions.interval_emissions`. Returns
-    the audit record written.
+    published); ``grid_overrides`` as in :func:`carbon.emissions.interval_emissions`, by default
+    the site's own ``factor_overrides`` (as the stream used them). The rows come from
+    :func:`stream.logic.emission_rows`, the function the stream uses, so that a recompute with
+    the stream's parameters gives the stream's rows (data older than every factor included).
+    Returns the audit record written.
     """
     with psycopg.connect(database_url, row_factory=dict_row) as conn, conn.transaction():
-        site = conn.execute("SELECT province, timezone FROM sites WHERE site_id = %s",
-                            (site_id,)).fetchone()
+        site = conn.execute("SELECT province, timezone, factor_overrides FROM sites"
+                            " WHERE site_id = %s", (site_id,)).fetchone()
         if site is None:
             raise ValueError(f"unknown site {site_id!r}")
         period = {"site": site_id, "start": start, "end": end}
@@ -41,12 +43,14 @@ def recompute(database_url: str, site_id: str, start: datetime, end: datetime,
             "SELECT meter_id, interval_start, carrier, quantity FROM energy_intervals"
             " WHERE site_id = %(site)s AND interval_start >= %(start)s"
             " AND interval_start < %(end)s", period).fetchall()
+        overrides = (grid_overrides if grid_overrides is not None
+                     else site["factor_overrides"] or None)
         rows = []
         for e in energy:
-            year = accounting_year(int(e["interval_start"].timestamp() * 1000), site["timezone"])
-            for r in interval_emissions(Carrier(e["carrier"]), e["quantity"], site["province"],
-                                        year, library, data_year=data_year,
-                                        grid_overrides=grid_overrides):
+            for r in emission_rows(library, Carrier(e["carrier"]), e["quantity"],
+                                   int(e["interval_start"].timestamp() * 1000),
+                                   province=site["province"], timezone=site["timezone"],
+                                   overrides=overrides, data_year=data_year):
                 rows.append((e["meter_id"], e["interval_start"], r.method, r.scope, site_id,
                              r.emissions_kgco2, r.factor_id, r.factor_version, r.factor_value,
                              r.factor_unit))
@@ -62,7 +66,7 @@ def recompute(database_url: str, site_id: str, start: datetime, end: datetime,
             "SELECT method, sum(emissions_kgco2) AS kg FROM emission_intervals"
             " WHERE site_id = %(site)s AND interval_start >= %(start)s"
             " AND interval_start < %(end)s GROUP BY method", period).fetchall()}
-        params = {"data_year": data_year, "grid_overrides": grid_overrides}
+        params = {"data_year": data_year, "grid_overrides": overrides}
         audit = conn.execute(
             "INSERT INTO recompute_audit (site_id, period_start, period_end, parameters,"
             " rows_changed, before_kgco2, after_kgco2) VALUES (%s,%s,%s,%s,%s,%s,%s)"

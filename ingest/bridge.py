@@ -2,9 +2,11 @@
 
 For each MQTT message, in arrival order: decode and validate (:mod:`ingest.validate`; every
 supported gateway format, see :mod:`ingest.decoders`; the Sparkplug B decoder state of aliases
-and sequence numbers lives here, one per process), produce
-every accepted reading to ``readings.valid.v1`` keyed by meter id (so one meter's readings stay
-ordered on one partition) and every rejection to ``readings.deadletter.v1``, wait until Kafka
+and sequence numbers lives here, one per process), produce its accepted readings as ONE
+:class:`~core.records.ReadingBatch` per registered gateway (usually one per message) to
+``readings.valid.v1`` keyed ``<site>/<gateway>`` (a meter belongs to one gateway, so one
+meter's readings stay ordered on one partition) and every rejection
+(:class:`~core.records.DeadLetter`) to ``readings.deadletter.v1``, wait until Kafka
 acknowledged all of them (``acks=all``, idempotent producer), and only then PUBACK the message.
 Acknowledgements go out in the order the messages arrived. A Kafka failure is retried with
 back-off and nothing is acknowledged meanwhile: the broker stops sending once
@@ -14,7 +16,6 @@ back-off and nothing is acknowledged meanwhile: the broker stops sending once
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import time
@@ -26,9 +27,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from carbon.registry import Registry
+from core.records import DeadLetter, ReadingBatch, ReadingRecord, encode, make_dead_letter
 from ingest.decoders.sparkplug import SparkplugState
 from ingest.mqtt import InboundMessage, MqttSource
-from ingest.schema import DeadLetter, ReadingRecord, make_dead_letter
 from ingest.validate import decode_message
 from nzc.mqtt_client import ingest_auth
 from nzc.registry import load_registry
@@ -62,8 +63,14 @@ class BridgeStats:
                 f"sparkplug_lost={self.sparkplug_lost} readings/s={self.readings / dt:.0f}")
 
 
-def _encode(d: dict[str, Any]) -> bytes:
-    return json.dumps(d, separators=(",", ":")).encode()
+def batches(registry: Registry, readings: list[ReadingRecord]) -> list[ReadingBatch]:
+    """The readings of one message grouped by their meter's registered gateway, in order."""
+    groups: dict[str, list[ReadingRecord]] = {}
+    for r in readings:
+        meter = registry.meter(r.meter_id)
+        key = f"{r.site_id}/{meter.gateway_id}" if meter is not None else r.meter_id
+        groups.setdefault(key, []).append(r)
+    return [ReadingBatch(key=k, readings=v) for k, v in groups.items()]
 
 
 class Bridge:
@@ -103,13 +110,12 @@ class Bridge:
         dead: list[DeadLetter],
     ) -> list[Awaitable[Any]]:
         futures = []
-        for r in readings:
+        for batch in batches(self.registry, readings):
             futures.append(await producer.send(
-                TOPIC_READINGS, key=r.meter_id.encode(), value=_encode(r.to_dict())))
+                TOPIC_READINGS, key=batch.key.encode(), value=encode(batch)))
         for d in dead:
             key = (d.meter_id or topic).encode()
-            futures.append(await producer.send(TOPIC_DEAD_LETTERS, key=key,
-                                               value=_encode(d.to_dict())))
+            futures.append(await producer.send(TOPIC_DEAD_LETTERS, key=key, value=encode(d)))
         return futures
 
     async def _deliver(self, producer: AIOKafkaProducer, msg: InboundMessage,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,6 +60,9 @@ class MqttSource:
         self._host, self._port, self._subs = host, port, subs
         self._sub = ", ".join(subs)
         self._queue, self._loop = queue, loop
+        self._lock = threading.Lock()
+        self._buffer: list[InboundMessage] = []
+        self._drain_pending = False
         self.connected = asyncio.Event()
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
@@ -102,7 +106,23 @@ class MqttSource:
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         item = InboundMessage(msg.mid, msg.qos, msg.topic, bytes(msg.payload),
                               int(time.time() * 1000))
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        # One event-loop wake-up per burst, not per message: paho's thread appends to a
+        # buffer and schedules a drain only when none is pending (deque appends and the
+        # swap under the lock are the only shared state).
+        with self._lock:
+            self._buffer.append(item)
+            if self._drain_pending:
+                return
+            self._drain_pending = True
+        self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        """In the event loop: move every buffered message to the queue, in arrival order."""
+        with self._lock:
+            items, self._buffer = self._buffer, []
+            self._drain_pending = False
+        for item in items:
+            self._queue.put_nowait(item)
 
     def start(self) -> None:
         """Connect (clean_start false, session expiry set) and start paho's network thread."""

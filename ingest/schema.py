@@ -34,9 +34,8 @@ message (``too_many_readings``).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -47,6 +46,9 @@ from pydantic import (
     model_validator,
 )
 
+# The records are defined once, in core.records (typed, one codec); re-exported here under
+# their historical names.
+from core.records import MAX_DEAD_LETTER_PAYLOAD, DeadLetter, ReadingRecord, make_dead_letter
 from ingest.decoders import (
     MAX_READINGS_PER_MESSAGE,
     MIN_TS_MS,
@@ -58,8 +60,18 @@ from ingest.decoders import (
     short,
 )
 
-__all__ = ["MAX_READINGS_PER_MESSAGE", "MIN_TS_MS", "PayloadError", "WireBatch",
-           "WireReading", "parse_payload"]
+__all__ = [
+    "MAX_DEAD_LETTER_PAYLOAD",
+    "MAX_READINGS_PER_MESSAGE",
+    "MIN_TS_MS",
+    "DeadLetter",
+    "PayloadError",
+    "ReadingRecord",
+    "WireBatch",
+    "WireReading",
+    "make_dead_letter",
+    "parse_payload",
+]
 
 _DIGITS = re.compile(r"^-?[0-9]{1,40}(\.[0-9]{1,40})?$")
 # A non-finite float ts (1e400 parses as infinity) becomes one of these, so that
@@ -196,68 +208,3 @@ def parse_payload(payload: bytes) -> list[WireReading]:
         raise PayloadError("schema", "; ".join(parts)) from None
     except RecursionError:
         raise PayloadError("malformed_json", "payload nests too deeply") from None
-
-
-@dataclass(frozen=True)
-class ReadingRecord:
-    """A validated reading as it travels on Kafka topic ``readings.valid.v1``, keyed by meter.
-
-    ``value`` is in the carrier's canonical unit (kWh, m3, GJ, kg): ingest converts.
-    ``register_max`` is also canonical so the stream can tell a rollover from a reset.
-    """
-
-    meter_id: str
-    site_id: str
-    ts_ms: int
-    kind: Literal["register", "interval"]
-    value: float
-    unit: str
-    period_s: int | None
-    received_ms: int
-    mqtt_topic: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ReadingRecord:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**d)
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A rejected input, kept with its reason (topic ``readings.deadletter.v1`` and table
-    ``dead_letters``). ``payload`` is the raw bytes decoded as UTF-8 with replacement, cut to
-    :data:`MAX_DEAD_LETTER_PAYLOAD` characters (``payload_truncated`` says so)."""
-
-    stage: str
-    code: str
-    reason: str
-    mqtt_topic: str
-    payload: str
-    payload_truncated: bool
-    meter_id: str | None
-    received_ms: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
-
-
-MAX_DEAD_LETTER_PAYLOAD = 8192
-
-
-def make_dead_letter(
-    *, stage: str, code: str, reason: str, mqtt_topic: str, payload: bytes,
-    received_ms: int, meter_id: str | None = None,
-) -> DeadLetter:
-    """Build a :class:`DeadLetter`, bounding the kept payload size."""
-    text = payload[: MAX_DEAD_LETTER_PAYLOAD * 4].decode("utf-8", errors="replace")
-    truncated = len(text) > MAX_DEAD_LETTER_PAYLOAD or len(payload) > MAX_DEAD_LETTER_PAYLOAD * 4
-    return DeadLetter(
-        stage=stage, code=code, reason=reason[:2000], mqtt_topic=mqtt_topic[:512],
-        payload=text[:MAX_DEAD_LETTER_PAYLOAD], payload_truncated=truncated,
-        meter_id=meter_id, received_ms=received_ms,
-    )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from nzc.settings import Settings
@@ -22,16 +24,73 @@ def worker_command(kind: str) -> list[str]:
 
 
 def start_worker(kind: str, settings: Settings, env: dict[str, str] | None = None,
-                 log_name: str | None = None) -> subprocess.Popen[bytes]:
-    """Start a worker in its own session, logging to ``<state>/logs/<kind>.log``."""
+                 log_name: str | None = None,
+                 extra_args: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """Start a worker in its own session, logging to ``<state>/logs/<kind>.log``
+    (``extra_args`` are added to its command line, e.g. ``--loglevel info``)."""
     logs = settings.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     with open(logs / f"{log_name or kind}.log", "ab") as out:
-        return subprocess.Popen(
-            worker_command(kind), stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(
+            [*worker_command(kind), *extra_args], stdout=out, stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})}, start_new_session=True,
             cwd=Path(__file__).resolve().parent.parent,
         )
+    # recorded, so that `nzc services down` stops it and `nzc services status` shows it
+    pids = _pid_dir(settings)
+    pids.mkdir(parents=True, exist_ok=True)
+    (pids / f"{log_name or kind}.pid").write_text(f"{proc.pid}\n")
+    return proc
+
+
+def _pid_dir(settings: Settings) -> Path:
+    return settings.state_dir / "workers"
+
+
+def _is_worker(pid: int) -> bool:
+    """Whether ``pid`` is alive and one of our workers (guards against a reused pid)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z" and b"nzc.cli" in argv and any(w.encode() in argv for w in WORKERS)
+
+
+def recorded_workers(settings: Settings) -> dict[str, int]:
+    """The workers started by :func:`start_worker` that still run: name -> pid (the records of
+    the others are removed)."""
+    out = {}
+    folder = _pid_dir(settings)
+    for path in sorted(folder.glob("*.pid")) if folder.is_dir() else []:
+        try:
+            pid = int(path.read_text().strip())
+        except (OSError, ValueError):
+            pid = 0
+        if pid and _is_worker(pid):
+            out[path.stem] = pid
+        else:
+            path.unlink(missing_ok=True)
+    return out
+
+
+def stop_recorded_workers(settings: Settings, timeout_s: float = 15.0) -> list[str]:
+    """SIGTERM every recorded worker, SIGKILL what still runs after ``timeout_s``; returns the
+    names stopped."""
+    workers = recorded_workers(settings)
+    for pid in workers.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(_is_worker(p) for p in workers.values()):
+        time.sleep(0.1)
+    for pid in workers.values():
+        if _is_worker(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    for name in workers:
+        (_pid_dir(settings) / f"{name}.pid").unlink(missing_ok=True)
+    return sorted(workers)
 
 
 def log_path(settings: Settings, name: str) -> Path:

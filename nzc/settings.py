@@ -163,7 +163,7 @@ class Settings:
             interval_s=_env_int("NZC_INTERVAL_S", 900),
             lateness_s=_env_int("NZC_LATENESS_S", 2 * 3600),
             max_clock_skew_s=_env_int("NZC_MAX_CLOCK_SKEW_S", 300),
-            topic_partitions=_env_int("NZC_TOPIC_PARTITIONS", 4),
+            topic_partitions=_env_int("NZC_TOPIC_PARTITIONS", 12),
             processing_guarantee=_env("NZC_PROCESSING_GUARANTEE", "at_least_once"),
             kafka_session_timeout_s=float(_env_int("NZC_KAFKA_SESSION_TIMEOUT_S", 30)),
             max_gap_s=float(_env_int("NZC_MAX_GAP_S", 1800)),

@@ -1,62 +1,229 @@
-"""The faust-streaming application: agents named verb_object in pipeline order.
+"""The faust-streaming application: one agent computes energy and emissions, in batches.
 
-``readings.valid.v1`` --compute_energy--> ``energy.interval.v1`` --apply_factors-->
-``emissions.interval.v1`` --write_intervals--> PostgreSQL. Also ``store_readings`` (audit of
-accepted readings) and ``store_dead_letters`` (every rejection with its reason).
+``readings.valid.v1`` (one :class:`~core.records.ReadingBatch` per MQTT message and gateway,
+keyed by the registered gateway) --compute_intervals--> PostgreSQL (energy and emission
+intervals, the readings audit, the stream's rejections); ``readings.deadletter.v1`` (ingest's
+rejections) --store_dead_letters--> PostgreSQL.
 
-Each agent is a thin wrapper around a plain function in :mod:`stream.logic`. Offsets are
-committed by faust only after an event is acknowledged; the sink agents acknowledge an event
-only after the database committed the batch holding it (:class:`SinkBatcher`). faust flushes
-the producer (including table changelog writes) before it commits offsets, so outputs and
-state are never behind committed offsets; a replay after a crash re-sends the same interval
-totals, which the sink upserts to the same rows.
+:class:`IntervalBatcher` keeps the guarantees with batches:
+
+* per-meter order: a meter belongs to one gateway, so its readings are on one partition, and
+  one agent instance applies them in order to the meter's state (faust table ``meter_state``,
+  changelogged, keyed by meter, on the partition of the readings that changed it);
+* a flush happens when ``FLUSH_READINGS`` readings are waiting or every ``FLUSH_WITHIN_S``;
+  it writes, in this order: (1) the database, one transaction (newest total of every interval
+  touched, its emission rows, the readings, the rejections); (2) the changelog of the meters
+  touched (their state serialised once, at the moment the batch was cut); (3) the
+  acknowledgement of the batch's Kafka records. faust commits offsets only for acknowledged
+  records and flushes the producer (changelog included) before it commits; so committed
+  offsets <= changelog <= database, and a crash anywhere replays readings onto a state that
+  already has them: duplicates, which rewrite the same totals (at-least-once + idempotent
+  upserts);
+* the database failing makes the flush retry with back-off and the agent wait (back-pressure);
+  a record the database refuses is quarantined by the sink, never retried forever.
+
+(faust's own ``take()`` acknowledges a batch even when the agent raised, and stalled here for
+minutes under load, hence the explicit ``noack()`` + acknowledge after the flush.)
+
+The intermediate topics ``energy.interval.v1`` and ``emissions.interval.v1`` are no longer
+produced (nothing consumed them but the sink).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+import orjson
 
+from carbon.counters import IntervalEnergy, MeterState
+from core.records import (
+    DeadLetter,
+    IntervalRow,
+    ReadingBatch,
+    ReadingRecord,
+    RecordError,
+    decode,
+    make_dead_letter,
+)
 from db.sink import Sink
 from nzc.registry import load_registry, registry_text
-from nzc.settings import (
-    TOPIC_DEAD_LETTERS,
-    TOPIC_EMISSIONS,
-    TOPIC_ENERGY,
-    TOPIC_READINGS,
-    Settings,
-)
+from nzc.settings import TOPIC_DEAD_LETTERS, TOPIC_READINGS, Settings
 from stream import logic
 
 log = logging.getLogger(__name__)
 
-SINK_BATCH = 2000
-SINK_WITHIN_S = 0.5
+#: Flush when this many readings wait [readings] ...
+FLUSH_READINGS = 5000
+#: ... or this often [s].
+FLUSH_WITHIN_S = 0.5
+#: Under load, plain-PostgreSQL rollups are refreshed at most this often [s].
+ROLLUP_REFRESH_S = 3.0
+#: Dead letters from ingest: batch size [records].
+DEAD_BATCH = 2000
 
 
-class SinkBatcher:
-    """Collects events for one sink and writes them as one batch when ``SINK_BATCH`` are
-    waiting or when the timer fires (every ``SINK_WITHIN_S``), then acknowledges them.
+def _key(raw: Any) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
-    The agents iterate with ``noack()``: an event is acknowledged (its offset may be committed)
-    only after the batch holding it was committed by the database. A failing database makes
-    :meth:`add` wait (the flush retries), so the agent stops pulling events: back-pressure,
-    never a dropped batch. (faust's own ``take()`` acknowledges a batch even when the agent
-    raised, and stalled here for minutes under load.)
-    """
 
-    def __init__(self, what: str, sink: Sink, write: Any) -> None:
-        self.what, self.sink, self.write = what, sink, write
+def decode_readings(raw: bytes) -> list[ReadingRecord]:
+    """The readings of one Kafka record: a :class:`ReadingBatch`, or (records written before
+    batches) one reading as a JSON object."""
+    try:
+        return decode(raw, ReadingBatch).readings
+    except RecordError:
+        doc = json.loads(raw)
+        if isinstance(doc, dict) and "meter_id" in doc:
+            return [ReadingRecord.from_dict(doc)]
+        raise
+
+
+@dataclass
+class _Cut:
+    """What one flush writes: the batch cut from the batcher at one instant."""
+
+    events: list[Any]
+    intervals: list[IntervalRow]
+    readings: list[ReadingRecord]
+    dead: list[DeadLetter]
+    states: dict[str, tuple[int, bytes, dict[str, Any]]]  # meter -> (partition, blob, value)
+
+
+@dataclass
+class IntervalBatcher:
+    """Applies readings to meter states and flushes batches (see the module docstring)."""
+
+    ctx: logic.StreamContext
+    table: Any
+    sink: Sink
+    flush_readings: int = FLUSH_READINGS
+    states: dict[str, MeterState] = field(default_factory=dict)
+    dirty: dict[str, int] = field(default_factory=dict)
+    intervals: dict[tuple[str, int], IntervalEnergy] = field(default_factory=dict)
+    readings: list[ReadingRecord] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    events: list[Any] = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    flushed_readings: int = 0
+    flush_seconds: float = 0.0
+
+    def state_of(self, meter_id: str) -> MeterState:
+        """The live state of ``meter_id`` (from the table on first use)."""
+        st = self.states.get(meter_id)
+        if st is None:
+            st = self.states[meter_id] = MeterState.from_json(self.table.get(meter_id))
+        return st
+
+    def apply(self, event: Any) -> None:
+        """Apply every reading of one Kafka record; keep the record for acknowledgement."""
+        partition = event.message.partition
+        try:
+            batch = decode_readings(event.value)
+        except Exception as exc:  # a record we cannot read is kept, not retried
+            self.dead.append(make_dead_letter(
+                stage="stream", code="processing_error",
+                reason=f"decode: {type(exc).__name__}: {exc}", mqtt_topic="",
+                payload=bytes(event.value or b""), received_ms=int(time.time() * 1000)))
+            self.events.append(event)
+            return
+        registry = self.ctx.registry
+        for reading in batch:
+            if registry.meter(reading.meter_id) is None:  # the registry changed since ingest
+                self.dead.extend(logic.apply_reading(self.ctx, MeterState(), reading)[1])
+                continue
+            try:
+                state = self.state_of(reading.meter_id)
+                changed, dead = logic.apply_reading(self.ctx, state, reading)
+            except Exception as exc:  # one bad reading must not stop the agent
+                log.exception("compute_intervals failed on %r", reading)
+                self.dead.append(logic.processing_error(reading, "compute_intervals", exc))
+                continue
+            self.dirty[reading.meter_id] = partition
+            for iv in changed:
+                self.intervals[(iv.meter_id, iv.interval_start_ms)] = iv
+            self.dead.extend(dead)
+            # the readings audit holds only what the stream used (issue 8, item 9)
+            if not any(d.code in logic.NOT_USED for d in dead):
+                self.readings.append(reading)
+        self.events.append(event)
+
+    def pending(self) -> int:
+        """Readings waiting for the next flush."""
+        return len(self.readings)
+
+    def _cut(self) -> _Cut:
+        """Take the batch (synchronously: the agent may go on applying readings meanwhile)."""
+        rows = []
+        dead = self.dead
+        for iv in self.intervals.values():
+            try:
+                rows.append(logic.interval_row(self.ctx, iv))
+            except Exception as exc:  # keep the energy, say why the emissions are missing
+                log.exception("emission rows failed for %r", iv)
+                dead.append(logic.processing_error(
+                    {"meter_id": iv.meter_id, "interval_start_ms": iv.interval_start_ms},
+                    "emission_rows", exc))
+        states = {}
+        for meter, partition in self.dirty.items():
+            value = self.states[meter].to_json()
+            states[meter] = (partition, orjson.dumps(value), value)
+        cut = _Cut(self.events, rows, self.readings, dead, states)
+        self.events, self.readings, self.dead = [], [], []
+        self.intervals, self.dirty = {}, {}
+        return cut
+
+    async def flush(self) -> None:
+        """Write the batch: database, then changelog, then acknowledge."""
+        async with self.lock:
+            if not self.events:
+                if self.sink.refresh_pending:  # the load stopped: bring the rollups up to date
+                    await self.sink.with_retry("refresh rollups", self.sink.refresh_rollups)
+                return
+            t = time.perf_counter()
+            cut = self._cut()
+            # under load (a full batch), rollups at most every ROLLUP_REFRESH_S; a flush by the
+            # timer (light load) refreshes them in its own transaction
+            full = len(cut.readings) >= self.flush_readings
+            await self.sink.with_retry("write intervals", self.sink.write_batch,
+                                       intervals=cut.intervals, readings=cut.readings,
+                                       dead=cut.dead,
+                                       refresh_within_s=ROLLUP_REFRESH_S if full else 0.0)
+            for meter, (partition, blob, value) in cut.states.items():
+                self.table.data[meter] = value
+                self.table.send_changelog(partition, meter, blob, value_serializer="raw")
+                if meter not in self.dirty:
+                    # not touched since the cut: the table holds it; drop the live copy
+                    self.states.pop(meter, None)
+            for event in cut.events:
+                event.ack()
+            self.flushed_readings += len(cut.readings)
+            self.flush_seconds += time.perf_counter() - t
+
+    def forget(self) -> None:
+        """Drop the live copies of states (after a rebalance: the table is the truth)."""
+        for meter in list(self.states):
+            if meter not in self.dirty:
+                del self.states[meter]
+
+
+class DeadLetterBatcher:
+    """Collects ingest's dead letters and writes them in batches, then acknowledges them."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
         self.events: list[Any] = []
         self.lock = asyncio.Lock()
 
     async def add(self, event: Any) -> None:
         """Queue ``event``; flush when the batch is full."""
         self.events.append(event)
-        if len(self.events) >= SINK_BATCH:
+        if len(self.events) >= DEAD_BATCH:
             await self.flush()
 
     async def flush(self) -> None:
@@ -65,13 +232,18 @@ class SinkBatcher:
             if not self.events:
                 return
             batch, self.events = self.events, []
-            await self.sink.with_retry(self.what, self.write, [e.value for e in batch])
+            letters = []
+            for e in batch:
+                try:
+                    letters.append(decode(e.value, DeadLetter))
+                except Exception as exc:  # keep what could not be read, as text
+                    letters.append(make_dead_letter(
+                        stage="stream", code="processing_error",
+                        reason=f"dead letter decode: {exc}", mqtt_topic="",
+                        payload=bytes(e.value or b""), received_ms=int(time.time() * 1000)))
+            await self.sink.with_retry("write dead letters", self.sink.write_batch, dead=letters)
             for event in batch:
                 event.ack()
-
-
-def _key(raw: Any) -> str:
-    return raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
 
 
 def create_app(settings: Settings, ctx: logic.StreamContext) -> faust.App:
@@ -80,7 +252,6 @@ def create_app(settings: Settings, ctx: logic.StreamContext) -> faust.App:
         "nzc-stream",
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
-        # table keys (meter ids) and values (MeterState dicts) round-trip through JSON
         key_serializer="json",
         value_serializer="json",
         topic_partitions=settings.topic_partitions,
@@ -88,23 +259,25 @@ def create_app(settings: Settings, ctx: logic.StreamContext) -> faust.App:
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
         producer_acks=-1,
-        broker_commit_every=1000,
+        # changelog values are a few KiB: let the producer fill real batches
+        producer_linger=0.02,
+        producer_max_batch_size=1024 * 1024,
+        producer_max_request_size=4 * 1024 * 1024,
+        broker_commit_every=10_000,
         broker_commit_interval=1.0,
         table_standby_replicas=0,
         # a worker killed without leaving the group holds its partitions this long
         broker_session_timeout=settings.kafka_session_timeout_s,
         broker_heartbeat_interval=max(settings.kafka_session_timeout_s / 10, 0.5),
     )
-    readings_t = app.topic(TOPIC_READINGS, key_serializer="raw", value_serializer="json")
-    energy_t = app.topic(TOPIC_ENERGY, key_serializer="raw", value_serializer="json")
-    emissions_t = app.topic(TOPIC_EMISSIONS, key_serializer="raw", value_serializer="json")
-    dead_t = app.topic(TOPIC_DEAD_LETTERS, key_serializer="raw", value_serializer="json")
+    readings_t = app.topic(TOPIC_READINGS, key_serializer="raw", value_serializer="raw")
+    dead_t = app.topic(TOPIC_DEAD_LETTERS, key_serializer="raw", value_serializer="raw")
     meter_state = app.Table(
         "meter_state",
         default=None,
         partitions=settings.topic_partitions,
-        # every update writes the whole meter state: roll segments often so that compaction
-        # keeps the changelog (and a restarting worker's recovery) short
+        # a meter's whole state is written once per flush: roll segments often so that
+        # compaction keeps the changelog (and a restarting worker's recovery) short
         extra_topic_configs={
             "segment.ms": 600_000,
             "min.cleanable.dirty.ratio": 0.1,
@@ -112,61 +285,31 @@ def create_app(settings: Settings, ctx: logic.StreamContext) -> faust.App:
         },
     )
     sink = Sink(settings.database_url)
+    batcher = IntervalBatcher(ctx, meter_state, sink)
+    dead = DeadLetterBatcher(sink)
 
-    @app.agent(readings_t, name="compute_energy")
-    async def compute_energy(stream: Any) -> None:
-        async for event in stream.events():
-            key = _key(event.key)
-            try:
-                state, records, dead = logic.compute_energy(ctx, meter_state.get(key),
-                                                            event.value)
-            except Exception as exc:  # one bad record must not stop the agent
-                log.exception("compute_energy failed on %r", event.value)
-                await dead_t.send(key=event.key, value=logic.processing_error(
-                    event.value, "compute_energy", exc))
-                continue
-            meter_state[key] = state
-            for rec in records:
-                await energy_t.send(key=event.key, value=rec)
-            for d in dead:
-                await dead_t.send(key=event.key, value=d)
-
-    @app.agent(energy_t, name="apply_factors")
-    async def apply_factors(stream: Any) -> None:
-        async for event in stream.events():
-            try:
-                record = logic.apply_factors(ctx, event.value)
-            except Exception as exc:  # keep the energy, say why the emissions are missing
-                log.exception("apply_factors failed on %r", event.value)
-                await dead_t.send(key=event.key, value=logic.processing_error(
-                    event.value, "apply_factors", exc))
-                record = {**event.value, "energy_tce": None, "emissions": []}
-            await emissions_t.send(key=event.key, value=record)
-
-    intervals = SinkBatcher("write intervals", sink, sink.write_intervals)
-    readings = SinkBatcher("write readings", sink, sink.write_readings)
-    dead = SinkBatcher("write dead letters", sink, sink.write_dead_letters)
-
-    @app.agent(emissions_t, name="write_intervals")
-    async def write_intervals(stream: Any) -> None:
+    @app.agent(readings_t, name="compute_intervals")
+    async def compute_intervals(stream: Any) -> None:
         async for event in stream.noack().events():
-            await intervals.add(event)
-
-    @app.agent(readings_t, name="store_readings")
-    async def store_readings(stream: Any) -> None:
-        async for event in stream.noack().events():
-            await readings.add(event)
+            batcher.apply(event)
+            if batcher.pending() >= batcher.flush_readings:
+                await batcher.flush()
 
     @app.agent(dead_t, name="store_dead_letters")
     async def store_dead_letters(stream: Any) -> None:
         async for event in stream.noack().events():
             await dead.add(event)
 
-    @app.timer(interval=SINK_WITHIN_S)  # type: ignore[untyped-decorator]
+    @app.timer(interval=FLUSH_WITHIN_S)  # type: ignore[untyped-decorator]
     async def flush_sinks() -> None:
-        for batcher in (intervals, readings, dead):
-            await batcher.flush()
+        await batcher.flush()
+        await dead.flush()
 
+    async def on_revoked(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # faust waited for every record to be acknowledged (our flushes) before this signal
+        batcher.forget()
+
+    app.on_partitions_revoked.connect(on_revoked)
     return app
 
 
@@ -188,4 +331,7 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     )
     app = create_app(settings, ctx)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    # faust's progress spinner sets the root logger to DEBUG, so that every debug call of
+    # faust and aiokafka builds a record only to drop it (~7 % of a busy worker)
+    worker.spinner = None
     worker.execute_from_commandline()

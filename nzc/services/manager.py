@@ -141,6 +141,13 @@ def up(settings: Settings) -> None:
 
 def down(settings: Settings) -> None:
     """Stop the services by their recorded pids (nothing else is signalled)."""
+    # the ingest and stream workers nzc started (recorded by nzc.procs.start_worker) first:
+    # without their services they would only log errors
+    from nzc.procs import stop_recorded_workers
+
+    stopped = stop_recorded_workers(settings)
+    if stopped:
+        log.info("stopped workers: %s", ", ".join(stopped))
     with _locked(settings):
         _each(settings, lambda s: s.down(), "stop every service")
 
@@ -220,6 +227,10 @@ def main(argv: list[str]) -> int:
         print(f"nzc services {args.command}: done in {time.monotonic() - started:.1f} s")
     report = status(settings)
     print(format_status(report))
+    from nzc.procs import recorded_workers
+
+    workers = recorded_workers(settings)
+    print("workers: " + (", ".join(f"{n} (pid {p})" for n, p in workers.items()) or "none"))
     if args.command == "status":
         return 0 if all(st["running"] and st["answering"] for st in report.values()) else 3
     return 0

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from carbon.counters import IntervalEnergy, MeterState
 from carbon.factors import FactorLibrary
+from core.records import IntervalRow, ReadingRecord
 from nzc.registry import load_registry
-from stream.logic import StreamContext, accounting_year, apply_factors, compute_energy
+from stream.logic import StreamContext, accounting_year, apply_reading, interval_row
 
 REG = load_registry(Path(__file__).resolve().parents[1] / "data" / "registry.yaml")
 CTX = StreamContext(registry=REG, factors=FactorLibrary(), interval_s=900, lateness_s=3600)
@@ -16,22 +18,25 @@ T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z (08:00 in Chengdu)
 MIN = 60_000
 
 
-def reading(meter: str, ts: int, value: float, unit: str = "kWh") -> dict:
-    return {"meter_id": meter, "site_id": "test-site", "ts_ms": ts, "kind": "register",
-            "value": value, "unit": unit, "period_s": None, "received_ms": ts,
-            "mqtt_topic": "nzc/v1/test-site/gw1/readings"}
+def reading(meter: str, ts: int, value: float, unit: str = "kWh") -> ReadingRecord:
+    return ReadingRecord(meter_id=meter, site_id="test-site", ts_ms=ts, kind="register",
+                         value=value, unit=unit, period_s=None, received_ms=ts,
+                         mqtt_topic="nzc/v1/test-site/gw1/readings")
 
 
-def run(readings: list[dict]) -> tuple[dict[tuple[str, int], dict], list[dict]]:
-    states: dict[str, dict] = {}
-    out: dict[tuple[str, int], dict] = {}
+def run(readings: list[ReadingRecord]) -> tuple[dict[tuple[str, int], dict], list[dict]]:
+    """Apply readings in order; the newest total of each interval, as a plain dict."""
+    import msgspec
+
+    states: dict[str, MeterState] = {}
+    last: dict[tuple[str, int], IntervalEnergy] = {}
     dead: list[dict] = []
     for r in readings:
-        state, records, rejected = compute_energy(CTX, states.get(r["meter_id"]), r)
-        states[r["meter_id"]] = state
-        dead += rejected
-        for rec in records:
-            out[(rec["meter_id"], rec["interval_start_ms"])] = apply_factors(CTX, rec)
+        changed, rejected = apply_reading(CTX, states.setdefault(r.meter_id, MeterState()), r)
+        dead += [d.to_dict() for d in rejected]
+        for iv in changed:
+            last[(iv.meter_id, iv.interval_start_ms)] = iv
+    out = {k: msgspec.to_builtins(interval_row(CTX, iv)) for k, iv in last.items()}
     return out, dead
 
 
@@ -94,14 +99,15 @@ def test_water_has_no_tce_and_no_emissions() -> None:
         {"id": "w1", "carrier": "water", "unit": "m3", "gateway": "g",
          "register_max": 1e6, "max_rate_per_h": 100}]}]})
     ctx = StreamContext(registry=reg, factors=FactorLibrary())
-    rec = apply_factors(ctx, {"meter_id": "w1", "interval_start_ms": T0, "quantity": 3.0})
-    assert rec["energy_tce"] is None and rec["emissions"] == []
+    rec = interval_row(ctx, IntervalEnergy("w1", T0, 900, 3.0, 900.0, "measured"))
+    assert isinstance(rec, IntervalRow)
+    assert rec.energy_tce is None and rec.emissions == ()
 
 
 def test_processing_error_keeps_the_record_and_the_reason() -> None:
     from stream.logic import processing_error
 
-    d = processing_error({"meter_id": "m", "interval_start_ms": T0}, "apply_factors",
+    d = processing_error({"meter_id": "m", "interval_start_ms": T0}, "emission_rows",
                          ValueError("no factor"))
-    assert d["code"] == "processing_error" and "apply_factors: ValueError: no factor" in d["reason"]
-    assert d["ts_ms"] == T0 and d["meter_id"] == "m"
+    assert d.code == "processing_error" and "emission_rows: ValueError: no factor" in d.reason
+    assert d.ts_ms == T0 and d.meter_id == "m" and d.stage == "stream"
