@@ -46,6 +46,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from core.records import ReadingBatch, ReadingRecord, decode, encode
 from db.migrate import apply_migrations
+from nzc.cli_gateways import refresh_broker
 from nzc.procs import log_path, start_ingest_ready, start_worker, stop_worker
 from nzc.services import manager
 from nzc.settings import Settings
@@ -101,8 +102,15 @@ class Load:
 
 
 def publish(s: Settings, msgs: list[tuple[str, bytes]], prefix: str = "") -> float:
+    """Publish ``msgs`` at QoS 1 and wait for every PUBACK [s]: as each topic's gateway, or,
+    with a ``prefix`` (the publish-only baseline, which no subscriber reads), as the health
+    probe under its own ``nzc/health/`` topics (the ACL allows nothing else)."""
+    from nzc.mqtt_client import stored_auth
+    from nzc.mqtt_identities import HEALTH_USER
+
+    auth = stored_auth(s, HEALTH_USER) if prefix else None
     t = time.perf_counter()
-    with MqttPublisher(s.mqtt_host, s.mqtt_port) as pub:
+    with MqttPublisher(s.mqtt_host, s.mqtt_port, auth=auth, settings=s) as pub:
         for topic, payload in msgs:
             pub.publish(prefix + topic, payload)
     return time.perf_counter() - t
@@ -332,8 +340,10 @@ def main() -> int:
     load = Load(run, a.meters, a.gateways, a.rounds, extra=steady_rounds + 20)
     reg_path = s.state_dir / f"bench-registry-{run}.yaml"
     reg_path.write_text(yaml.safe_dump(load.registry()))
+    demo_settings = s
     os.environ["NZC_REGISTRY"] = str(reg_path)
     s = Settings.from_env()
+    refresh_broker(s)  # MQTT users and ACL of the benchmark's gateways
     n_readings = a.meters * a.rounds
     n_intervals = a.meters * (a.rounds - 1) // 15
     print(f"load: {a.meters} meters / {a.gateways} gateways, {a.rounds} rounds of 1-minute "
@@ -343,7 +353,7 @@ def main() -> int:
 
     msgs = [m for k in range(a.rounds) for m in load.round(k)]
     if not a.skip_ceilings:
-        base_s = publish(s, msgs, prefix="bench/baseline/")
+        base_s = publish(s, msgs, prefix="nzc/health/bench/")
         print(f"ceiling publish only:       {n_readings / base_s:9.0f} readings/s "
               f"({len(msgs) / base_s:.0f} msg/s)")
         p_s, c_s, n = kafka_ceiling(s, load, a.rounds)
@@ -486,6 +496,7 @@ def main() -> int:
         for p in procs:
             stop_worker(p)
         reg_path.unlink(missing_ok=True)
+        refresh_broker(demo_settings)  # the demo's gateways may publish again
     return 0
 
 

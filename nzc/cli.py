@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -132,58 +131,10 @@ def cmd_summary(settings: Settings) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    """Start services and workers, run the simulator, wait for the database, summarise."""
-    from db.queries import pipeline_counts
-    from nzc.procs import start_ingest_ready, start_worker, stop_worker
-    from simulators.run import run_cli as simulate
+    """The whole product end to end (:mod:`nzc.demo`)."""
+    from nzc.demo import run_demo
 
-    if _services(["up"]) != 0:
-        return 1
-    cmd_migrate(settings)
-    workers = [start_worker("stream", settings, log_name=f"stream-{i + 1}")
-               for i in range(args.stream_workers)]
-    workers.append(start_ingest_ready(settings))
-    try:
-        # replay the last duration_s of simulated history up to now (readings never run
-        # ahead of the wall clock, which ingest would reject as clock skew)
-        start = int(time.time()) - args.duration_s
-        start -= start % 60
-        sim_args = ["--start", datetime.fromtimestamp(start, UTC).isoformat(),
-                    "--duration-s", str(args.duration_s), "--speed", str(args.speed),
-                    "--interval-s", str(args.reading_interval_s), "--seed", "7"]
-        print(f"simulating {settings.registry_path}: {' '.join(sim_args)}", flush=True)
-        code, report = simulate(sim_args)
-        if code != 0 or report is None:
-            return 1
-        print(f"waiting for the pipeline to store {report.clean_readings} readings ...",
-              flush=True)
-        deadline = time.monotonic() + args.drain_timeout_s
-        last, stable_since = None, time.monotonic()
-        while time.monotonic() < deadline:
-            counts = pipeline_counts(settings.database_reader_url)
-            if counts != last:
-                last, stable_since = counts, time.monotonic()
-            elif (counts["readings"] >= report.clean_readings
-                  and time.monotonic() - stable_since > 5):
-                break
-            time.sleep(1)
-        else:
-            print(f"still catching up after {args.drain_timeout_s} s: {last}; the rest stays "
-                  "in Kafka and lands when the workers run again (nzc demo --keep-running)")
-        cmd_summary(settings)
-        from analytics.scorecard import demo_scorecards
-
-        demo_scorecards(settings)
-    finally:
-        if not args.keep_running:
-            for w in workers:
-                stop_worker(w)
-    print(f"\nLogs: {settings.state_dir / 'logs'}. Look again any time: nzc summary, "
-          f"nzc close --site cd-park --month {datetime.now(UTC):%Y-%m}, or "
-          f"PGPASSFILE={settings.pg_passfile} psql {settings.database_reader_url_config}")
-    if args.keep_running:
-        print("Workers keep running; stop everything with: nzc services down")
-    return 0
+    return run_demo(settings, args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                       help="stream worker processes (default 2, one per core here)")
     demo.add_argument("--drain-timeout-s", type=int, default=300,
                       help="how long to wait for the database to catch up (default 300)")
+    demo.add_argument("--no-backfill", dest="backfill", action="store_false",
+                      help="skip the past month of the sample park for the reviewers")
     cli_dashboards.add_parsers(sub)
 
     if argv and argv[0] in ("services", "simulate"):

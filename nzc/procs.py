@@ -13,14 +13,18 @@ from pathlib import Path
 
 from nzc.settings import Settings
 
-WORKERS = ("ingest", "stream")
+# worker kind -> its ``nzc`` subcommand: the MQTT -> Kafka bridge, a stream worker, the API with
+# the web view and the reviewers' pages, the alert evaluator
+WORKER_COMMANDS = {"ingest": ("ingest",), "stream": ("stream",), "api": ("api",),
+                   "alerts": ("alerts", "run")}
+WORKERS = tuple(WORKER_COMMANDS)
 
 
 def worker_command(kind: str) -> list[str]:
     """The command line that runs one worker of ``kind`` in the foreground."""
     if kind not in WORKERS:
         raise ValueError(f"unknown worker {kind!r}; known: {', '.join(WORKERS)}")
-    return [sys.executable, "-m", "nzc.cli", kind]
+    return [sys.executable, "-m", "nzc.cli", *WORKER_COMMANDS[kind]]
 
 
 def start_worker(kind: str, settings: Settings, env: dict[str, str] | None = None,
