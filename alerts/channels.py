@@ -340,8 +340,8 @@ class Receiver:
 def main(argv: list[str] | None = None) -> int:
     """``python -m alerts.channels serve [--port N]``."""
     from alerts.config import AlertSettings
+    from core.settings import Settings
     from db.alerts import record_delivery
-    from nzc.settings import Settings
 
     parser = argparse.ArgumentParser(prog="python -m alerts.channels")
     parser.add_argument("command", choices=["serve"])
@@ -355,8 +355,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def mqtt_publish(topic: str, body: bytes) -> None:
         nonlocal publisher
-        from nzc.mqtt_client import stored_auth
-        from nzc.mqtt_identities import ALERTS_USER
+        from core.mqtt_client import stored_auth
+        from core.mqtt_identities import ALERTS_USER
         from simulators.publisher import MqttPublisher
 
         with lock:

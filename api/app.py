@@ -25,8 +25,8 @@ from analytics import closing
 from analytics.review import ReviewConfig, TransitionError
 from analytics.scorecard import scorecard_for_site
 from api.auth import Caller, Need, TokenCache
+from core.settings import Settings
 from db import review as dbr
-from nzc.settings import Settings
 
 PREFIX = "/api/v1"
 # one alias per action; every route takes exactly one of them (module level, so that the

@@ -19,8 +19,8 @@ from fastapi.responses import Response
 from analytics import closing
 from analytics.review import ReviewConfig
 from api.auth import Caller, Need
+from core.settings import Settings
 from db import review as dbr
-from nzc.settings import Settings
 from reports.build import monthly_document, xlsx_bytes, yearly_document
 from reports.document import ReportDocument
 from reports.render import to_pdf

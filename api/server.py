@@ -13,8 +13,8 @@ import uvicorn
 from analytics.closing import scan_all
 from analytics.review import ReviewConfig
 from api.app import create_app
+from core.settings import Settings
 from db.review import connect
-from nzc.settings import Settings
 
 DEFAULT_PORT = 18080
 log = logging.getLogger(__name__)

@@ -45,11 +45,11 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from core.records import ReadingBatch, ReadingRecord, decode, encode
+from core.settings import Settings
 from db.migrate import apply_migrations
 from nzc.cli_gateways import refresh_broker
 from nzc.procs import log_path, start_ingest_ready, start_worker, stop_worker
 from nzc.services import manager
-from nzc.settings import Settings
 from simulators.publisher import MqttPublisher
 
 MIN_MS = 60_000
@@ -105,8 +105,8 @@ def publish(s: Settings, msgs: list[tuple[str, bytes]], prefix: str = "") -> flo
     """Publish ``msgs`` at QoS 1 and wait for every PUBACK [s]: as each topic's gateway, or,
     with a ``prefix`` (the publish-only baseline, which no subscriber reads), as the health
     probe under its own ``nzc/health/`` topics (the ACL allows nothing else)."""
-    from nzc.mqtt_client import stored_auth
-    from nzc.mqtt_identities import HEALTH_USER
+    from core.mqtt_client import stored_auth
+    from core.mqtt_identities import HEALTH_USER
 
     auth = stored_auth(s, HEALTH_USER) if prefix else None
     t = time.perf_counter()

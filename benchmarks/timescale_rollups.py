@@ -55,12 +55,12 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from core.settings import Settings
 from db import queries
 from db.migrate import apply_migrations, refresh_rollups
 from db.sink import Sink
 from nzc.services import manager, pglite
 from nzc.services.postgres import Postgres
-from nzc.settings import Settings
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 10, 28, 10, 40, tzinfo=TZ)  # a Wednesday: the end of the data

@@ -2,7 +2,7 @@
 
 The registry is declared in YAML (see ``simulators/sites/*.yaml``); :func:`parse_registry`
 validates the already-parsed document and names the offending entry and field of every error.
-Reading files is left to the caller (``nzc.registry.load_registry``).
+Reading files is left to the caller (``core.registry_yaml.load_registry``).
 """
 
 from __future__ import annotations

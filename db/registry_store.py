@@ -15,7 +15,7 @@ import logging
 import psycopg
 
 from carbon.registry import Registry
-from nzc.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

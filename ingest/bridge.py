@@ -27,18 +27,18 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from carbon.registry import Registry
+from core.mqtt_client import ingest_auth
 from core.records import DeadLetter, ReadingBatch, ReadingRecord, encode, make_dead_letter
-from ingest.decoders.sparkplug import SparkplugState
-from ingest.mqtt import InboundMessage, MqttSource
-from ingest.validate import decode_message
-from nzc.mqtt_client import ingest_auth
-from nzc.registry import load_registry
-from nzc.settings import (
+from core.registry_yaml import load_registry
+from core.settings import (
     DEFAULT_MQTT_SUBSCRIPTIONS,
     TOPIC_DEAD_LETTERS,
     TOPIC_READINGS,
     Settings,
 )
+from ingest.decoders.sparkplug import SparkplugState
+from ingest.mqtt import InboundMessage, MqttSource
+from ingest.validate import decode_message
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from nzc.mqtt_client import MqttClientAuth
+from core.mqtt_client import MqttClientAuth
+from core.readiness import signal_ready
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class MqttSource:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
         self._client.reconnect_delay_set(min_delay=1, max_delay=10)
-        if auth is not None:  # user name, password and TLS options (nzc.mqtt_client)
+        if auth is not None:  # user name, password and TLS options (core.mqtt_client)
             auth.apply(self._client)
 
     def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: ReasonCode,
@@ -96,6 +97,7 @@ class MqttSource:
         # the line operators (and nzc demo / the tests) wait for: from now on the broker keeps
         # every message for this session, even while the bridge is down
         log.info("%s %s", READY_LINE, self._sub)
+        signal_ready(f"ingest subscribed to {self._sub}")
         self._loop.call_soon_threadsafe(self.connected.set)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: ReasonCode,

@@ -53,6 +53,7 @@ from zoneinfo import ZoneInfo
 
 from carbon.registry import Meter, Registry
 from carbon.units import UnitError, to_canonical_factor
+from core.settings import MQTT_TOPIC_PREFIX
 from ingest.decoders import (
     MAX_MESSAGE_BYTES,
     MAX_READINGS_PER_MESSAGE,
@@ -78,7 +79,6 @@ from ingest.schema import (
     make_dead_letter,
     parse_payload,
 )
-from nzc.settings import MQTT_TOPIC_PREFIX
 
 Decoder = Callable[[str, bytes, int], DecodeResult]
 _STATELESS: dict[str, Decoder] = {

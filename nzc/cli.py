@@ -24,10 +24,10 @@ import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from core.settings import Settings
 from nzc import cli_alerts, cli_dashboards, cli_gateways
 from nzc.cli_review import add_parsers as add_review_parsers
 from nzc.cli_review import dispatch as review_dispatch
-from nzc.settings import Settings
 
 
 def _services(argv: list[str]) -> int:
@@ -38,9 +38,9 @@ def _services(argv: list[str]) -> int:
 
 def cmd_migrate(settings: Settings) -> int:
     """Apply migrations and upsert the registry into the database."""
+    from core.registry_yaml import load_registry, registry_text
     from db.migrate import apply_migrations
     from db.sink import sync_registry
-    from nzc.registry import load_registry, registry_text
 
     applied = apply_migrations(settings.database_admin_url)
     from db.roles import set_role_passwords  # deployments: passwords from NZC_DATABASE_*_URL
@@ -58,8 +58,8 @@ def cmd_registry(settings: Settings, action: str) -> int:
     """``load``: store the registry file (a new version only when it changed);
     ``diff``: what the file changes against the newest stored version."""
     from carbon.registry import diff_registries
+    from core.registry_yaml import load_registry, parse_registry_text, registry_text
     from db.sink import latest_registry_text, sync_registry
-    from nzc.registry import load_registry, parse_registry_text, registry_text
 
     path = settings.registry_path
     new = load_registry(path)
@@ -95,7 +95,7 @@ def cmd_close(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_recompute(settings: Settings, args: argparse.Namespace) -> int:
     """Recompute emissions of a site and period with another factor data year or file."""
     from analytics.recompute import recompute
-    from nzc.factors_io import load_factor_library
+    from core.factors_io import load_factor_library
 
     library = load_factor_library(args.factors or settings.factors_path)
     audit = recompute(settings.database_url, args.site,

@@ -16,7 +16,7 @@ import argparse
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from nzc.settings import Settings
+from core.settings import Settings
 
 
 def add_parsers(sub: Any) -> None:
@@ -93,7 +93,7 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int | None:
         if cmd == "rules":
             return 0
         from alerts.evaluate import load_evaluator
-        from nzc.registry import load_registry
+        from core.registry_yaml import load_registry
 
         ev = load_evaluator(settings.database_url, load_registry(settings.registry_path), rules,
                             asettings)
@@ -137,7 +137,7 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int | None:
 
         return int(receiver_main(["serve"]))
     if cmd == "demo":
-        from alerts.demo import run_demo
+        from nzc.alerts_demo import run_demo
 
         return run_demo(settings, asettings, args.timeout_s)
     return None

@@ -17,7 +17,7 @@ import argparse
 import os
 from typing import Any
 
-from nzc.settings import Settings
+from core.settings import Settings
 
 
 def add_parsers(sub: Any) -> None:

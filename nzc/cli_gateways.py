@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nzc.settings import Settings
+from core.settings import Settings
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,7 +38,7 @@ def take_unshown(settings: Settings) -> dict[str, str]:
     """Gateway passwords never shown yet (new or rotated, also those the launcher made),
     marked as shown: each is returned exactly once. Service users' passwords (ingest,
     health probe) stay in the store and are never shown."""
-    from nzc.mqtt_identities import load_store, save_store
+    from core.mqtt_identities import load_store, save_store
 
     store = load_store(settings.mqtt_credentials_path)
     out = {name: str(e["password"]) for name, e in store.users.items()
@@ -54,8 +54,8 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int | None:
     """Run ``nzc gateways ...``; ``None`` when ``args`` is another command."""
     if args.cmd != "gateways":
         return None
-    from nzc.mqtt_identities import IdentityError, all_identities
-    from nzc.registry import load_registry
+    from core.mqtt_identities import IdentityError, all_identities
+    from core.registry_yaml import load_registry
     from nzc.services import ServiceError
 
     try:

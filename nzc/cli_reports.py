@@ -7,7 +7,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from nzc.settings import Settings
+from core.settings import Settings
 
 
 def add_parsers(sub: Any) -> None:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nzc.settings import Settings
+from core.settings import Settings
 
 COMMANDS = ("users", "bills", "audit", "review", "api")
 

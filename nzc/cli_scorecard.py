@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from nzc.settings import Settings
+from core.settings import Settings
 
 COMMANDS = ("scorecard", "indicators", "denominators", "baselines", "declare",
             "indicator-target")

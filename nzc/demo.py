@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from nzc.settings import Settings
+from core.settings import Settings
 
 REVIEW_SITE = "cd-park"
 REVIEW_PROFILE = "sample_park"
@@ -163,7 +163,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         state = submit_month(settings, REVIEW_SITE, month)
         print("\n== 4. alerts ==")
         from alerts.config import AlertSettings
-        from alerts.demo import run_demo as alerts_demo
+        from nzc.alerts_demo import run_demo as alerts_demo
 
         alerts_demo(settings, AlertSettings.from_env())
         api = f"http://127.0.0.1:{os.environ.get('NZC_API_PORT', '18080')}"

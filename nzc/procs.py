@@ -11,7 +11,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from nzc.settings import Settings
+from core.readiness import READY_FILE_ENV
+from core.settings import Settings
 
 # worker kind -> its ``nzc`` subcommand: the MQTT -> Kafka bridge, a stream worker, the API with
 # the web view and the reviewers' pages, the alert evaluator
@@ -27,17 +28,27 @@ def worker_command(kind: str) -> list[str]:
     return [sys.executable, "-m", "nzc.cli", *WORKER_COMMANDS[kind]]
 
 
+def ready_path(settings: Settings, name: str) -> Path:
+    """The file a worker named ``name`` writes once it is ready (:mod:`core.readiness`)."""
+    return _pid_dir(settings) / f"{name}.ready"
+
+
 def start_worker(kind: str, settings: Settings, env: dict[str, str] | None = None,
                  log_name: str | None = None,
                  extra_args: Sequence[str] = ()) -> subprocess.Popen[bytes]:
     """Start a worker in its own session, logging to ``<state>/logs/<kind>.log``
-    (``extra_args`` are added to its command line, e.g. ``--loglevel info``)."""
+    (``extra_args`` are added to its command line, e.g. ``--loglevel info``); it signals
+    readiness by writing :func:`ready_path` (see :func:`wait_ready`)."""
     logs = settings.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    ready = ready_path(settings, log_name or kind)
+    ready.parent.mkdir(parents=True, exist_ok=True)
+    ready.unlink(missing_ok=True)
     with open(logs / f"{log_name or kind}.log", "ab") as out:
         proc = subprocess.Popen(
             [*worker_command(kind), *extra_args], stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})}, start_new_session=True,
+            env={**os.environ, **(env or {}), READY_FILE_ENV: str(ready)},
+            start_new_session=True,
             cwd=Path(__file__).resolve().parent.parent,
         )
     # recorded, so that `nzc services down` stops it and `nzc services status` shows it
@@ -121,16 +132,29 @@ def wait_for_log_line(proc: subprocess.Popen[bytes], path: Path, text: str,
                        f"(exit code {proc.poll()}); log {path}:\n{tail}")
 
 
+def wait_ready(proc: subprocess.Popen[bytes], settings: Settings, name: str,
+               timeout_s: float = 60.0) -> None:
+    """Wait until the worker ``name`` signalled readiness (its ready file exists); raise with
+    the log's tail when it exits or the time runs out."""
+    ready, path = ready_path(settings, name), log_path(settings, name)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if ready.exists():
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    tail = path.read_text(errors="replace")[-2000:] if path.exists() else "(no log)"
+    raise RuntimeError(f"worker {name} did not signal readiness within {timeout_s} s "
+                       f"(exit code {proc.poll()}); log {path}:\n{tail}")
+
+
 def start_ingest_ready(settings: Settings, log_name: str = "ingest",
                        timeout_s: float = 60.0) -> subprocess.Popen[bytes]:
     """Start the ingest bridge and return once its persistent MQTT session is subscribed, so
     that nothing published from then on can miss it."""
-    from ingest.mqtt import READY_LINE
-
-    path = log_path(settings, log_name)
-    offset = path.stat().st_size if path.exists() else 0
     proc = start_worker("ingest", settings, log_name=log_name)
-    wait_for_log_line(proc, path, READY_LINE, timeout_s, offset)
+    wait_ready(proc, settings, log_name, timeout_s)
     return proc
 
 

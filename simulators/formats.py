@@ -71,7 +71,7 @@ from zoneinfo import ZoneInfo
 
 from carbon.registry import Meter, Site
 from carbon.units import ELECTRIC_CARRIERS, to_canonical_factor
-from nzc.settings import mqtt_topic
+from core.settings import mqtt_topic
 
 __all__ = [
     "ELECTRIC_ONLY_FORMATS",

@@ -39,8 +39,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from nzc.mqtt_client import MqttAuthError, MqttClientAuth, tls_options
-from nzc.settings import Settings
+from core.mqtt_client import MqttAuthError, MqttClientAuth, tls_options
+from core.settings import Settings
 
 __all__ = ["DEFAULT_MAX_INFLIGHT", "GatewayRoutes", "MqttPublisher", "PublishError", "PublishStats",
            "TopicStats"]
@@ -80,7 +80,7 @@ class PublishStats:
 
 class GatewayRoutes:
     """Which gateway identity may publish a topic: the ``publish`` filters of each gateway in
-    the credential store (:mod:`nzc.mqtt_identities`), matched as the broker's ACL does."""
+    the credential store (:mod:`core.mqtt_identities`), matched as the broker's ACL does."""
 
     def __init__(self, users: dict[str, dict[str, Any]], source: str) -> None:
         self._rules = [(name, [str(t) for t in entry.get("publish", [])],
@@ -108,7 +108,7 @@ class GatewayRoutes:
     @classmethod
     def from_settings(cls, settings: Settings) -> GatewayRoutes:
         """The gateways of the credential store named by ``settings`` (none if missing)."""
-        from nzc.mqtt_identities import load_store
+        from core.mqtt_identities import load_store
 
         path = settings.mqtt_credentials_path
         return cls(load_store(path).users, str(path))

@@ -41,8 +41,8 @@ from typing import Any, Protocol
 import yaml
 
 from carbon.registry import Meter, Registry, RegistryError
-from nzc.registry import load_registry
-from nzc.settings import Settings, mqtt_topic
+from core.registry_yaml import load_registry
+from core.settings import Settings, mqtt_topic
 from simulators.faults import FaultConfig, FaultError, parse_faults
 from simulators.formats import FORMATS, MeterReading, NzcEncoder, format_ts
 from simulators.publisher import MqttPublisher, PublishError

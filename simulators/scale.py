@@ -7,7 +7,7 @@ unique (``<id>-<nnn>``); with ``meters_per_site`` it keeps the first meters of e
 reached. Added sub-meters hang under the site's largest top-level grid meter (whose
 ``max_rate_per_h`` grows by theirs), on gateways of ``gateway_size`` meters, in the formats
 ``formats`` (cycled per gateway), with synthetic device ids. :func:`registry_document` turns
-a registry back into the YAML document ``nzc.registry.load_registry`` reads, so that ingest
+a registry back into the YAML document ``core.registry_yaml.load_registry`` reads, so that ingest
 can load the same registry (``nzc simulate --write-registry``).
 """
 

@@ -42,6 +42,7 @@ import faust
 import orjson
 
 from carbon.counters import IntervalEnergy, MeterState
+from core.readiness import signal_ready
 from core.records import (
     DeadLetter,
     IntervalRow,
@@ -51,9 +52,9 @@ from core.records import (
     decode,
     make_dead_letter,
 )
+from core.registry_yaml import load_registry, registry_text
+from core.settings import TOPIC_DEAD_LETTERS, TOPIC_READINGS, Settings
 from db.sink import Sink
-from nzc.registry import load_registry, registry_text
-from nzc.settings import TOPIC_DEAD_LETTERS, TOPIC_READINGS, Settings
 from stream import logic
 
 log = logging.getLogger(__name__)
@@ -309,14 +310,18 @@ def create_app(settings: Settings, ctx: logic.StreamContext) -> faust.App:
         # faust waited for every record to be acknowledged (our flushes) before this signal
         batcher.forget()
 
+    async def on_assigned(app: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        signal_ready("stream partitions assigned")  # explicit readiness (core.readiness)
+
     app.on_partitions_revoked.connect(on_revoked)
+    app.on_partitions_assigned.connect(on_assigned)
     return app
 
 
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Start one stream worker in the foreground (blocks until stopped)."""
+    from core.factors_io import load_factor_library
     from db.registry_store import ensure_registry_stored
-    from nzc.factors_io import load_factor_library
 
     registry = load_registry(settings.registry_path)
     # the writer role may not write the registry: check it, store it as the owner if changed

@@ -33,12 +33,12 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from carbon.registry import Registry
+from core.registry_yaml import load_registry
 from ingest.decoders import MAX_TS_MS, MIN_TS_MS
 from ingest.decoders.sparkplug import SparkplugState
 from ingest.decoders.sparkplug_proto import payload_class
 from ingest.schema import DeadLetter, ReadingRecord
 from ingest.validate import decode_message
-from nzc.registry import load_registry
 
 REGISTRY_PATH = Path(__file__).resolve().parent / "data" / "registry.yaml"
 NOW = 1_767_225_600_000  # 2026-01-01T00:00:00Z, the receive time of every fuzzed message

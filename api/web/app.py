@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
 from api.web.routes import router
-from nzc.settings import Settings
+from core.settings import Settings
 
 
 def make_app(settings: Settings) -> FastAPI:

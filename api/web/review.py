@@ -27,8 +27,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from analytics import closing
 from analytics.review import TRANSITIONS, ReviewConfig
 from api.auth import PERMISSIONS, SESSION_COOKIE, Caller, Need, split_token
+from core.settings import Settings
 from db import review as dbr
-from nzc.settings import Settings
 from reports.build import scorecard_items
 from reports.document import (
     CHECK_NAMES,

@@ -14,8 +14,8 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from core.settings import Settings
 from db.dashboard_views import site_page, zone_overview
-from nzc.settings import Settings
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"

@@ -14,7 +14,7 @@ from pathlib import Path
 import uvicorn
 
 from api.web.app import make_app
-from nzc.settings import Settings
+from core.settings import Settings
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu",

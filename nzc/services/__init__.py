@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar, TypedDict
 
-from nzc.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger("nzc.services")
 

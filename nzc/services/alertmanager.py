@@ -15,8 +15,8 @@ from pathlib import Path
 
 from alerts.am import render_config
 from alerts.config import AlertSettings
+from core.settings import REPO_ROOT
 from nzc.services import ManagedService, ServiceError, run, spawn
-from nzc.settings import REPO_ROOT
 
 ALERTMANAGER_BIN = Path("/usr/bin/prometheus-alertmanager")
 AMTOOL_BIN = Path("/usr/bin/amtool")

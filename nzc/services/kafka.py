@@ -8,7 +8,7 @@ Layout below ``<state>/kafka/``:
 - ``cluster.id``: generated once; ``data/``: the KRaft metadata and topic logs (formatted once);
 - ``logs/server.log``: the broker's log4j log; ``kafka.out``: JVM stdout/stderr.
 
-Topics named in :data:`nzc.settings.ALL_TOPICS` are created with ``settings.topic_partitions``
+Topics named in :data:`core.settings.ALL_TOPICS` are created with ``settings.topic_partitions``
 partitions (replication factor 1) once the broker answers.
 """
 
@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from core.settings import ALL_TOPICS, Settings
 from nzc.services import LOOPBACK, ManagedService, ServiceError, log, port_open, run, spawn
-from nzc.settings import ALL_TOPICS, Settings
 
 KAFKA_VERSION = "3.9.1"
 POM_TEMPLATE = Path(__file__).with_name("kafka-pom.xml")

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from core.settings import Settings
 from nzc.services import (
     ManagedService,
     ServiceError,
@@ -38,7 +39,6 @@ from nzc.services import alertmanager as alertmanager_mod
 from nzc.services import kafka as kafka_mod
 from nzc.services import mosquitto as mosquitto_mod
 from nzc.services import postgres as postgres_mod
-from nzc.settings import Settings
 
 APT_TIMEOUT_S = 900.0
 LOCK_TIMEOUT_S = 1200.0

@@ -6,7 +6,7 @@ given to that user (``mosquitto -d`` exits silently when it cannot write its pid
 it in the foreground under the launcher instead, with stdout/stderr in ``mosquitto.out``).
 
 Authentication (issue 9): ``passwd`` and ``acl`` in the same folder are generated from the
-site registry (:mod:`nzc.mqtt_identities`) on every start and by :meth:`Mosquitto.sync_auth`
+site registry (:mod:`core.mqtt_identities`) on every start and by :meth:`Mosquitto.sync_auth`
 (``nzc gateways credentials``, ``nzc registry load``), which reloads a running broker with
 SIGHUP. TLS: a listener with the launcher's private CA (:mod:`nzc.services.tls`) on
 ``NZC_MQTT_TLS_PORT``, or on ``NZC_MQTT_PORT`` alone when ``NZC_MQTT_TLS=1``.
@@ -21,7 +21,7 @@ import signal
 from pathlib import Path
 from string import Template
 
-from nzc.mqtt_identities import SyncResult
+from core.mqtt_identities import SyncResult
 from nzc.services import ManagedService, ServiceError, chown_tree, log, read_pid, spawn
 
 MOSQUITTO_BIN = Path("/usr/sbin/mosquitto")
@@ -127,7 +127,7 @@ class Mosquitto(ManagedService):
         ``rotate`` new ones), the store (``<state>/secrets/mqtt.json``, 0600), ``passwd`` and
         ``acl`` are rewritten, and a running broker reloads them (SIGHUP). Returns what
         changed; the caller decides whether to show new passwords (never logged here)."""
-        from nzc.mqtt_identities import (
+        from core.mqtt_identities import (
             IdentityError,
             all_identities,
             load_store,
@@ -136,7 +136,7 @@ class Mosquitto(ManagedService):
             save_store,
             sync_store,
         )
-        from nzc.registry import load_registry
+        from core.registry_yaml import load_registry
 
         s = self.settings
         try:
@@ -154,7 +154,7 @@ class Mosquitto(ManagedService):
             save_store(s.mqtt_credentials_path, store)
         passwords = {name: str(entry["password"]) for name, entry in store.users.items()}
         self.home.mkdir(parents=True, exist_ok=True)
-        from nzc.secret_store import write_private
+        from core.secret_store import write_private
 
         write_private(self.password_file, render_password_file(passwords))
         write_private(self.acl_file, render_acl(idents))

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.settings import REPO_ROOT, Settings
 from nzc.services import (
     LOOPBACK,
     ServiceError,
@@ -42,7 +43,6 @@ from nzc.services import (
     tail,
     wait_until,
 )
-from nzc.settings import REPO_ROOT, Settings
 
 PGLITE_DIR = REPO_ROOT / "db" / "pglite"
 SERVER_JS = PGLITE_DIR / "server.js"

@@ -9,7 +9,7 @@ Authentication (issue 9): ``scram-sha-256`` for every TCP connection; on the uni
 ``pg_ident.conf`` are rewritten on every start, so a cluster made with ``--auth=trust`` by an
 older version is converted). The passwords of ``postgres``, ``nzc_writer`` and ``nzc_reader``
 are generated at the first start and kept in ``<state>/secrets/pgpass`` (mode 0600,
-:mod:`nzc.secret_store`); the roles and their passwords are set over the socket with
+:mod:`core.secret_store`); the roles and their passwords are set over the socket with
 ``ALTER ROLE ... PASSWORD '<SCRAM verifier>'``, computed by libpq, so neither a statement nor a
 log line ever holds a clear password. Tables and grants come from the migrations
 (``db/migrate.py``); this module creates the database named in ``NZC_DATABASE_ADMIN_URL``
@@ -258,7 +258,7 @@ class Postgres(ManagedService):
     def passwords(self) -> dict[str, str]:
         """``{role: password}`` for the superuser and the app roles from the pgpass file,
         generating (once) those that are missing; never logged."""
-        from nzc.secret_store import new_password, read_pgpass_users, write_pgpass
+        from core.secret_store import new_password, read_pgpass_users, write_pgpass
 
         path = self.settings.pg_passfile
         have = read_pgpass_users(path)

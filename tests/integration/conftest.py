@@ -57,7 +57,7 @@ for _k in ("NZC_DATABASE_URL", "NZC_DATABASE_ADMIN_URL", "NZC_DATABASE_READER_UR
            "NZC_PG_PASSFILE"):
     os.environ.pop(_k, None)
 
-from nzc.settings import Settings  # noqa: E402
+from core.settings import Settings  # noqa: E402
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str,
@@ -102,9 +102,9 @@ def publish_payloads(settings: Settings, messages: list[tuple[str, bytes]]) -> N
 
 
 def gateway_auth(settings: Settings, username: str) -> Any:
-    """The :class:`nzc.mqtt_client.MqttClientAuth` of MQTT user ``username`` (a gateway
+    """The :class:`core.mqtt_client.MqttClientAuth` of MQTT user ``username`` (a gateway
     ``<site>/<gateway>``, ``nzc-health`` or ``nzc-ingest``) from the credential store."""
-    from nzc.mqtt_client import stored_auth
+    from core.mqtt_client import stored_auth
 
     return stored_auth(settings, username)
 

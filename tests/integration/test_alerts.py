@@ -34,12 +34,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from alerts.am import Alertmanager
 from alerts.channels import Channel
 from alerts.config import AlertSettings
-from alerts.demo import RobotSink, last_night, night_rows, robot_env
 from alerts.evaluate import Evaluator
 from alerts.rules import Rule, parse_rules
 from alerts.workdays import repair_deadline
+from core.settings import Settings
 from db.alerts import inject_intervals, inject_reading
-from nzc.settings import Settings
+from nzc.alerts_demo import RobotSink, last_night, night_rows, robot_env
 from tests.integration.conftest import _OFF, REPO, gateway_auth, wait_for
 
 CAMPUS = REPO / "simulators" / "sites" / "campus.yaml"
@@ -69,7 +69,7 @@ class Stack:
     mqtt_messages: list[dict[str, Any]] = field(default_factory=list)
 
     def evaluator(self, rules: list[Rule], with_am: bool = True) -> Evaluator:
-        from nzc.registry import load_registry
+        from core.registry_yaml import load_registry
 
         return Evaluator(self.settings.database_url, load_registry(CAMPUS), rules,
                          self.asettings, Alertmanager(self.asettings.alertmanager_url)
@@ -137,8 +137,8 @@ rules:
 
 @pytest.fixture
 def stack(services: Settings, tmp_path: Path) -> Iterator[Stack]:
+    from core.registry_yaml import load_registry, registry_text
     from db.sink import sync_registry
-    from nzc.registry import load_registry, registry_text
     from nzc.services.alertmanager import AlertmanagerService, AlertReceiverService
 
     smtp_port, sink_port = 18025 + _OFF, 18070 + _OFF
@@ -457,7 +457,7 @@ rules:
 def test_end_to_end_through_mqtt_and_the_stream(stack: Stack, pipeline: Any) -> None:
     """A meter's readings published over MQTT, through ingest, Kafka and the stream into the
     readings table: silent for 10 min it fires; its next reading clears it."""
-    from nzc.registry import load_registry
+    from core.registry_yaml import load_registry
     from tests.integration.conftest import publish_payloads, query
 
     st = stack

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
+from core.settings import Settings
 from nzc.procs import log_path, start_worker, stop_worker, wait_for_log_line
-from nzc.settings import Settings
 
 from .conftest import Pipeline, publish_payloads, query, wait_for
 from .expected import interval_quantities

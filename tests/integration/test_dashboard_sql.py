@@ -16,12 +16,12 @@ from typing import Any
 import psycopg
 import pytest
 
+from core.settings import Settings
 from dashboards import build
 from dashboards.macros import Variable, expand, parse_duration
 from db import queries
 from db.migrate import apply_migrations
 from nzc.services import pglite
-from nzc.settings import Settings
 from tests.integration.test_timescale import NOW, Db, _load, _recreate, _with_db, generate
 
 pytestmark = pytest.mark.services

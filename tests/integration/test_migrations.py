@@ -5,8 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from core.settings import Settings
 from db.migrate import apply_migrations, migration_files
-from nzc.settings import Settings
 
 pytestmark = pytest.mark.services
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from nzc.settings import Settings
+from core.settings import Settings
 
 from .conftest import Pipeline, mosquitto_pub_auth, publish_payloads, query, wait_for
 from .expected import (

@@ -14,8 +14,8 @@ from analytics.recompute import recompute
 from carbon.counters import IntervalEnergy
 from carbon.factors import FactorLibrary
 from carbon.registry import Registry, parse_registry
+from core.settings import Settings
 from db.sink import Sink, sync_registry
-from nzc.settings import Settings
 from stream.logic import StreamContext, interval_row
 
 from .conftest import query

@@ -26,7 +26,7 @@ import pytest
 from openpyxl import load_workbook
 from psycopg.rows import dict_row
 
-from nzc.settings import Settings
+from core.settings import Settings
 
 from .conftest import _OFF, REPO, wait_for
 

@@ -28,7 +28,7 @@ import pytest
 from openpyxl import load_workbook
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from nzc.settings import Settings
+from core.settings import Settings
 from reports.document import fmt
 from tests.integration.conftest import _OFF, REPO, wait_for
 from tests.integration.test_review_api import GAS_M3, KGCE_KWH, KGCE_M3, N, _write_intervals

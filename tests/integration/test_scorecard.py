@@ -17,9 +17,9 @@ import psycopg
 import pytest
 
 from analytics.scorecard import scorecard_for_site, store
+from core.settings import Settings
 from db.queries import monthly_totals
 from nzc.cli import main as nzc
-from nzc.settings import Settings
 
 from .conftest import Pipeline, publish_payloads, query, wait_for
 

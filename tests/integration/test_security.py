@@ -20,9 +20,9 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from nzc.mqtt_client import MqttClientAuth, stored_auth, tls_options
-from nzc.secret_store import read_json_secret, read_pgpass_users
-from nzc.settings import Settings
+from core.mqtt_client import MqttClientAuth, stored_auth, tls_options
+from core.secret_store import read_json_secret, read_pgpass_users
+from core.settings import Settings
 from simulators.publisher import MqttPublisher, PublishError
 
 from .conftest import REPO, Pipeline, gateway_auth, mosquitto_pub_auth, query, wait_for
@@ -300,8 +300,8 @@ def test_ingest_and_simulator_clients_over_tls(services: Settings) -> None:
     import asyncio
     import dataclasses
 
+    from core.mqtt_client import ingest_auth
     from ingest.mqtt import InboundMessage, MqttSource
-    from nzc.mqtt_client import ingest_auth
 
     tls = dataclasses.replace(services, mqtt_tls=True, mqtt_port=services.mqtt_tls_port)
     topic = "nzc/v1/sec-site/gw-b/readings"

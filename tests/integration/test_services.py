@@ -14,8 +14,8 @@ import uuid
 
 import pytest
 
+from core.settings import ALL_TOPICS, Settings
 from nzc.services.manager import status, up
-from nzc.settings import ALL_TOPICS, Settings
 
 pytestmark = pytest.mark.services
 
@@ -44,7 +44,7 @@ def test_mqtt_connect_and_qos1_round_trip(launched: Settings) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from nzc.mqtt_client import stored_auth
+    from core.mqtt_client import stored_auth
 
     topic = f"nzc/health/services/{uuid.uuid4().hex}"
     connected = threading.Event()

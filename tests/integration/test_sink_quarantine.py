@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from core.records import DeadLetter, IntervalRow, ReadingRecord
+from core.settings import Settings
 from db.sink import Sink
-from nzc.settings import Settings
 
 from .conftest import Pipeline, publish_payloads, query, wait_for
 

@@ -32,11 +32,11 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from core.settings import Settings
 from db import queries
 from db.migrate import apply_migrations, refresh_rollups
 from db.sink import Sink
 from nzc.services import pglite
-from nzc.settings import Settings
 
 pytestmark = pytest.mark.services
 

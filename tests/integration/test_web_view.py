@@ -19,7 +19,7 @@ import uvicorn
 from playwright.sync_api import Page, sync_playwright
 
 from api.web.app import make_app
-from nzc.settings import Settings
+from core.settings import Settings
 from tests.integration.conftest import _OFF, REPO, Pipeline, publish_payloads, query, wait_for
 
 pytestmark = pytest.mark.services

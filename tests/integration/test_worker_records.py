@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import Settings
 from nzc.procs import recorded_workers, start_worker, stop_recorded_workers
-from nzc.settings import Settings
 
 pytestmark = pytest.mark.services
 

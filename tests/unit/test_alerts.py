@@ -187,7 +187,7 @@ def test_indicator_rule_skipped_with_a_log_line_without_scorecard(
 
     from alerts.config import AlertSettings
     from alerts.evaluate import Evaluator
-    from nzc.registry import load_registry
+    from core.registry_yaml import load_registry
 
     monkeypatch.setitem(sys.modules, "analytics.scorecard", None)  # import -> ImportError
     rules = parse_rules({"rules": [{"id": "pue", "kind": "indicator",

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from core.settings import ALL_TOPICS, Settings
 from nzc.cli_dashboards import add_parsers
-from nzc.settings import ALL_TOPICS, Settings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"

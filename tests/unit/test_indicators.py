@@ -489,7 +489,7 @@ def test_sample_denominators_and_baselines_validate_against_the_sample_registry(
     from pathlib import Path
 
     from analytics.scorecard import SAMPLE_DIR
-    from nzc.registry import load_registry
+    from core.registry_yaml import load_registry
 
     sites = set(load_registry(Path(__file__).resolve().parents[2] / "simulators" / "sites").sites)
     for name, baseline in (("denominators.csv", False), ("baselines.csv", True)):

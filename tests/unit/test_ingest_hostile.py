@@ -14,11 +14,11 @@ import pytest
 from paho.mqtt.client import topic_matches_sub
 
 from carbon.registry import parse_registry
+from core.registry_yaml import load_registry
 from ingest.decoders import MAX_MESSAGE_BYTES, MAX_READINGS_PER_MESSAGE, device_topics
 from ingest.decoders.sparkplug import SparkplugState
 from ingest.schema import DeadLetter, ReadingRecord
 from ingest.validate import decode_message
-from nzc.registry import load_registry
 from simulators.scale import SITES_DIR
 from simulators.scenario import Scenario
 from tests.unit.test_decoders_sparkplug import DOUBLE, UINT64, encode, metric

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from core.registry_yaml import load_registry
 from ingest.schema import MAX_DEAD_LETTER_PAYLOAD
 from ingest.validate import decode_message
-from nzc.registry import load_registry
 
 REG = load_registry(Path(__file__).resolve().parents[1] / "data" / "registry.yaml")
 TOPIC = "nzc/v1/test-site/gw1/readings"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from carbon.registry import RegistryError
-from nzc.registry import load_registry
+from core.registry_yaml import load_registry
 
 GOOD = """\
 sites:
@@ -119,7 +119,7 @@ def test_diff_names_added_removed_and_changed(tmp_path: Path) -> None:
 
 
 def test_user_supplied_factors_file_overrides_without_code(tmp_path: Path) -> None:
-    from nzc.factors_io import load_factor_library
+    from core.factors_io import load_factor_library
 
     p = tmp_path / "factors.yaml"
     p.write_text(
@@ -134,7 +134,7 @@ def test_user_supplied_factors_file_overrides_without_code(tmp_path: Path) -> No
 
 
 def test_a_directory_is_every_file_merged_and_round_trips(tmp_path: Path) -> None:
-    from nzc.registry import parse_registry_text, registry_text
+    from core.registry_yaml import parse_registry_text, registry_text
 
     (tmp_path / "a.yaml").write_text(GOOD)
     (tmp_path / "b.yaml").write_text(GOOD.replace("cd-campus", "cd-campus-2")

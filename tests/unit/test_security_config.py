@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from carbon.registry import parse_registry
-from nzc.mqtt_identities import (
+from core.mqtt_identities import (
     INGEST_USER,
     IdentityError,
     Store,
@@ -22,14 +22,14 @@ from nzc.mqtt_identities import (
     sync_store,
     verify_mosquitto_hash,
 )
-from nzc.secret_store import (
+from core.secret_store import (
     pgpass_lookup,
     redact_url,
     url_with_password,
     write_pgpass,
     write_private,
 )
-from nzc.settings import Settings
+from core.settings import Settings
 from simulators.publisher import GatewayRoutes, PublishError
 
 

@@ -15,9 +15,9 @@ import pytest
 
 from carbon.registry import Registry, parse_registry
 from carbon.units import Carrier
+from core.registry_yaml import load_registry
+from core.settings import mqtt_topic
 from ingest.schema import parse_payload
-from nzc.registry import load_registry
-from nzc.settings import mqtt_topic
 from simulators.profiles import MAX_RATE_FRACTION, ParkSimulation, register_resolution
 from simulators.run import build_batches, format_ts, main
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nzc.registry import load_registry
+from core.registry_yaml import load_registry
 from simulators.run import NullPublisher, run_cli
 from simulators.scale import PROFILES, profile_path, registry_document, scale_registry
 from simulators.scenario import RunReport

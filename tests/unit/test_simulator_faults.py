@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from carbon.registry import Registry
+from core.registry_yaml import load_registry
 from ingest.schema import PayloadError, parse_payload
-from nzc.registry import load_registry
 from simulators.faults import FAULTS, FaultConfig, FaultError, parse_faults
 from simulators.scale import profile_path
 from simulators.scenario import Outgoing, Scenario

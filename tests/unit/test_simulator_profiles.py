@@ -10,7 +10,7 @@ import pytest
 
 from carbon.registry import Registry, parse_registry
 from carbon.units import Carrier
-from nzc.registry import load_registry
+from core.registry_yaml import load_registry
 from simulators.formats import gateway_format
 from simulators.profiles import (
     MAX_RATE_FRACTION,

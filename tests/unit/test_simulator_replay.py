@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from carbon.counters import MeterSpec, MeterState, apply_register, interval_totals
 from carbon.registry import Registry
-from nzc.registry import load_registry
+from core.registry_yaml import load_registry
 from simulators.profiles import SiteSimulation, register_resolution
 from simulators.scale import SITES_DIR
 from simulators.scenario import Scenario, period_start

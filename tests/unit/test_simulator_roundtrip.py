@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from carbon.registry import Registry
+from core.registry_yaml import load_registry
 from ingest.decoders.sparkplug import SparkplugState
 from ingest.schema import DeadLetter, ReadingRecord
 from ingest.validate import decode_message
-from nzc.registry import load_registry
 from simulators.faults import FaultConfig
 from simulators.scale import SITES_DIR
 from simulators.scenario import Outgoing, Scenario

@@ -9,7 +9,7 @@ import pytest
 from carbon.counters import IntervalEnergy, MeterState
 from carbon.factors import FactorLibrary
 from core.records import IntervalRow, ReadingRecord
-from nzc.registry import load_registry
+from core.registry_yaml import load_registry
 from stream.logic import StreamContext, accounting_year, apply_reading, interval_row
 
 REG = load_registry(Path(__file__).resolve().parents[1] / "data" / "registry.yaml")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from nzc.settings import Settings
+from core.settings import Settings
 
 
 class MqttAuthError(RuntimeError):
@@ -76,7 +76,7 @@ def ingest_auth(settings: Settings) -> MqttClientAuth:
 def stored_auth(settings: Settings, username: str) -> MqttClientAuth:
     """The identity ``username`` with its password from the credential store; raises
     :class:`MqttAuthError` when it has none (run ``nzc gateways credentials``)."""
-    from nzc.secret_store import stored_mqtt_password
+    from core.secret_store import stored_mqtt_password
 
     password = stored_mqtt_password(settings.mqtt_credentials_path, username)
     if password is None:

@@ -24,7 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from alerts.config import AlertSettings
-from nzc.settings import Settings
+from core.settings import Settings
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NIGHT_METER = "hc-dorm-1"
@@ -160,9 +160,9 @@ def run_demo(settings: Settings, asettings: AlertSettings, timeout_s: float = 12
     until both alerts arrived at the sink (or ``timeout_s``), print them."""
     from alerts.evaluate import load_evaluator
     from alerts.rules import load_rules
+    from core.registry_yaml import load_registry, registry_text
     from db.migrate import apply_migrations
     from db.sink import sync_registry
-    from nzc.registry import load_registry, registry_text
     from nzc.services.alertmanager import AlertmanagerService, AlertReceiverService
 
     apply_migrations(settings.database_admin_url)

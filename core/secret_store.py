@@ -5,12 +5,12 @@ Layout below ``<state>/secrets/`` (folder mode 0700, every file 0600):
 ``pgpass``
     PostgreSQL passwords in libpq's own `pgpass` format (``host:port:database:user:password``,
     here ``*:*:*:<role>:<password>``), generated at the first ``nzc services up``.
-    :class:`nzc.settings.Settings` adds them to the database URLs that name a user without a
+    :class:`core.settings.Settings` adds them to the database URLs that name a user without a
     password, so code keeps using ``settings.database_url``; ``PGPASSFILE=<that file> psql
     postgresql://nzc_reader@127.0.0.1:15432/nzc`` works for people.
 ``mqtt.json``
     MQTT identities (gateways, the ingest bridge, the health probe) with their passwords and
-    allowed topics (:mod:`nzc.mqtt_identities`); the simulator publishes as each gateway from it.
+    allowed topics (:mod:`core.mqtt_identities`); the simulator publishes as each gateway from it.
 
 Deployments pass secrets in environment variables instead (``NZC_DATABASE_URL`` with a
 password, ``NZC_MQTT_PASSWORD``); then nothing here is read. Nothing in this module logs or
@@ -134,7 +134,7 @@ def read_pgpass_users(path: Path) -> dict[str, str]:
 
 def write_pgpass(path: Path, passwords: dict[str, str]) -> None:
     """Write ``{role: password}`` as wildcard pgpass lines, mode 0600."""
-    lines = ["# PostgreSQL passwords of the local services (nzc/secret_store.py); mode 0600."]
+    lines = ["# PostgreSQL passwords of the local services (core/secret_store.py); mode 0600."]
     lines += [f"*:*:*:{_pgpass_escape(u)}:{_pgpass_escape(pw)}"
               for u, pw in sorted(passwords.items())]
     write_private(path, "\n".join(lines) + "\n")

@@ -44,7 +44,7 @@ def _with_password(url: str, passfile: Path) -> str:
     """``url`` with the password of its user from ``passfile`` (pgpass format) inserted when
     the URL names a user but no password; unchanged otherwise (deployments pass complete
     URLs in environment variables)."""
-    from nzc.secret_store import url_with_password
+    from core.secret_store import url_with_password
 
     return url_with_password(url, passfile)
 
@@ -66,7 +66,7 @@ class Settings:
     # The database URLs as configured (NZC_DATABASE_*_URL or the local default, usually
     # without a password); read them through the properties database_url, database_admin_url
     # and database_reader_url, which add the password from the state folder
-    # (nzc.secret_store).
+    # (core.secret_store).
     database_url_config: str = field(repr=False)
     database_admin_url_config: str = field(repr=False)
     database_reader_url_config: str = field(repr=False)
@@ -82,7 +82,7 @@ class Settings:
     # MQTT topic filters the ingest bridge subscribes to (NZC_MQTT_SUBSCRIPTIONS, comma-separated;
     # default DEFAULT_MQTT_SUBSCRIPTIONS: our format and every supported gateway format)
     mqtt_subscriptions: tuple[str, ...] = ()
-    # --- MQTT credentials and TLS (issue 9; nzc.secret_store, nzc.mqtt_identities) ---
+    # --- MQTT credentials and TLS (issue 9; core.secret_store, core.mqtt_identities) ---
     # NZC_MQTT_TLS=1: clients connect with TLS to NZC_MQTT_PORT and the broker has no
     # plaintext listener; 0 (local default): NZC_MQTT_PORT is plaintext (with passwords and
     # ACLs) and the launcher adds a TLS listener on NZC_MQTT_TLS_PORT.
@@ -122,7 +122,7 @@ class Settings:
         """The ingest identity's MQTT password: NZC_MQTT_PASSWORD, else the stored one."""
         if self.mqtt_password_config is not None:
             return self.mqtt_password_config
-        from nzc.secret_store import stored_mqtt_password
+        from core.secret_store import stored_mqtt_password
 
         return stored_mqtt_password(self.mqtt_credentials_path, self.mqtt_username)
 
