@@ -24,8 +24,10 @@ import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import psycopg
+
 from core.settings import Settings
-from nzc import cli_alerts, cli_dashboards, cli_gateways
+from nzc import cli_alerts, cli_dashboards, cli_gateways, cli_scorecard
 from nzc.cli_review import add_parsers as add_review_parsers
 from nzc.cli_review import dispatch as review_dispatch
 
@@ -165,8 +167,6 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--to", dest="end", required=True, help="ISO time with offset (exclusive)")
     rec.add_argument("--data-year", type=int, help="pin the grid factors' data year")
     rec.add_argument("--factors", type=Path, help="YAML factors file (default NZC_FACTORS)")
-    from nzc import cli_scorecard
-
     cli_scorecard.add_parsers(sub)
     cli_alerts.add_parsers(sub)
     add_review_parsers(sub)
@@ -200,6 +200,30 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    try:
+        code = _dispatch(args, settings)
+    except (psycopg.OperationalError, ConnectionRefusedError) as exc:
+        print(services_down_message(settings, exc), file=sys.stderr)
+        return 2
+    if code is None:
+        parser.error(f"unknown command {args.cmd}")
+    return code
+
+
+def services_down_message(settings: Settings, exc: BaseException) -> str:
+    """One line for a command that needs a service which does not answer (no traceback, no
+    password: only host and port)."""
+    if isinstance(exc, psycopg.OperationalError):
+        what = f"PostgreSQL at 127.0.0.1:{settings.pg_port}"
+    else:
+        what = f"a service ({type(exc).__name__}: {exc.strerror or exc})" \
+            if isinstance(exc, OSError) else "a service"
+    return (f"服务未运行 services are down: {what} does not answer; start them with "
+            "`nzc services up` (or `nzc demo`)")
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int | None:
+    """Run the subcommand; ``None`` when no module knows it."""
     if (code := cli_dashboards.dispatch(args, settings)) is not None:
         return code
     if (code := cli_gateways.dispatch(args, settings)) is not None:
@@ -218,24 +242,16 @@ def main(argv: list[str] | None = None) -> int:
 
         run_worker(settings, loglevel=args.loglevel)
         return 0
-    if args.cmd == "summary":
-        return cmd_summary(settings)
-    if args.cmd == "registry":
-        return cmd_registry(settings, args.action)
-    if args.cmd == "close":
-        return cmd_close(settings, args)
-    if args.cmd == "recompute":
-        return cmd_recompute(settings, args)
-    if args.cmd == "demo":
-        return cmd_demo(settings, args)
-    rc = cli_scorecard.dispatch(args, settings)
-    if rc is not None:
-        return rc
-    if (code := review_dispatch(args, settings)) is not None:
+    simple = {"summary": lambda: cmd_summary(settings),
+              "registry": lambda: cmd_registry(settings, args.action),
+              "close": lambda: cmd_close(settings, args),
+              "recompute": lambda: cmd_recompute(settings, args),
+              "demo": lambda: cmd_demo(settings, args)}
+    if args.cmd in simple:
+        return simple[args.cmd]()
+    if (code := cli_scorecard.dispatch(args, settings)) is not None:
         return code
-    parser.error(f"unknown command {args.cmd}")
-    return 2
-
+    return review_dispatch(args, settings)
 
 if __name__ == "__main__":
     raise SystemExit(main())
