@@ -187,6 +187,18 @@ def test_compose_agrees_with_the_launcher(config: dict[str, Any], launcher: Sett
     assert svcs["api"]["command"] == ["api", "--port", str(api_port)]  # API + web view
     assert svcs["api"]["environment"]["NZC_API_PORT"] == str(api_port)
     assert _published(svcs["alertmanager"]) == {19011: 19011}
+    # across containers: the evaluator finds Alertmanager by its service name, and the
+    # receiver listens where Alertmanager's webhooks (deploy/alertmanager.yml) reach it
+    from alerts.config import AlertSettings
+
+    am_port = AlertSettings.from_env().alertmanager_port
+    assert f"--web.listen-address=:{am_port}" in svcs["alertmanager"]["command"]
+    assert svcs["alerts"]["environment"]["NZC_ALERTMANAGER_HOST"] == "alertmanager"
+    receiver = svcs["alert-receiver"]
+    assert receiver["environment"]["NZC_ALERT_RECEIVER_HOST"] == "0.0.0.0"
+    port = receiver["command"][receiver["command"].index("--port") + 1]
+    am_conf = (REPO / "deploy" / "alertmanager.yml").read_text(encoding="utf-8")
+    assert f"http://alert-receiver:{port}/am/" in am_conf
     # the project's workers: the launcher's variables, with the compose host names
     env = svcs["ingest"]["environment"]
     assert env["NZC_MQTT_PORT"] == str(launcher.mqtt_port)
