@@ -281,7 +281,8 @@ def load_channels(path: Path, record: Callable[[Mapping[str, Any]], None],
 class Receiver:
     """The HTTP server Alertmanager posts to."""
 
-    def __init__(self, port: int, channels: Mapping[str, Channel]) -> None:
+    def __init__(self, port: int, channels: Mapping[str, Channel],
+                 host: str = "127.0.0.1") -> None:
         self.channels = channels
         self.generic: list[dict[str, Any]] = []
         receiver = self
@@ -323,7 +324,7 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(raw)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server = ThreadingHTTPServer((host, port), Handler)
 
     def serve_forever(self) -> None:
         """Serve until :meth:`shutdown`."""
@@ -376,8 +377,8 @@ def main(argv: list[str] | None = None) -> int:
                              lambda row: record_delivery(settings.database_url, row),
                              mqtt_publish)
     port = args.port or asettings.receiver_port
-    receiver = Receiver(port, channels)
-    log.info("alert receiver on 127.0.0.1:%d, channels: %s", port,
+    receiver = Receiver(port, channels, asettings.receiver_host)
+    log.info("alert receiver on %s:%d, channels: %s", asettings.receiver_host, port,
              ", ".join(f"{n} ({c.kind}{'' if c.configured else ', not configured'})"
                        for n, c in channels.items()))
     try:

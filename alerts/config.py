@@ -1,7 +1,10 @@
 """Alert settings from ``NZC_*`` environment variables, and duration parsing.
 
 Variables (defaults in brackets): ``NZC_ALERTMANAGER_PORT`` [19011],
-``NZC_ALERT_RECEIVER_PORT`` [19012], ``NZC_ALERT_RULES`` [alerts/rules.yaml],
+``NZC_ALERT_RECEIVER_PORT`` [19012], ``NZC_ALERTMANAGER_HOST`` [127.0.0.1] where the
+evaluator finds Alertmanager, ``NZC_ALERT_RECEIVER_HOST`` [127.0.0.1] the address our receiver
+listens on (docker compose: ``alertmanager`` and ``0.0.0.0``, one container each),
+``NZC_ALERT_RULES`` [alerts/rules.yaml],
 ``NZC_ALERT_ROUTING`` [alerts/routing.yaml], ``NZC_ALERT_CHANNELS`` [alerts/channels.yaml],
 ``NZC_ALERT_EVAL_S`` [5] seconds between live evaluations, ``NZC_ALERT_PERIODIC_S`` [300]
 seconds between periodic ones, ``NZC_ALERT_LINK`` [http://127.0.0.1:18080] base of the
@@ -63,11 +66,13 @@ class AlertSettings:
     group_wait: str
     group_interval: str
     repeat_interval: str
+    alertmanager_host: str = "127.0.0.1"
+    receiver_host: str = "127.0.0.1"  # the receiver's listen address
 
     @property
     def alertmanager_url(self) -> str:
-        """Base URL of the local Alertmanager."""
-        return f"http://127.0.0.1:{self.alertmanager_port}"
+        """Base URL of the Alertmanager (local unless ``NZC_ALERTMANAGER_HOST``)."""
+        return f"http://{self.alertmanager_host}:{self.alertmanager_port}"
 
     @property
     def receiver_url(self) -> str:
@@ -94,4 +99,6 @@ class AlertSettings:
             group_wait=_env("NZC_ALERTMANAGER_GROUP_WAIT", "30s"),
             group_interval=_env("NZC_ALERTMANAGER_GROUP_INTERVAL", "5m"),
             repeat_interval=_env("NZC_ALERTMANAGER_REPEAT_INTERVAL", "4h"),
+            alertmanager_host=_env("NZC_ALERTMANAGER_HOST", "127.0.0.1"),
+            receiver_host=_env("NZC_ALERT_RECEIVER_HOST", "127.0.0.1"),
         )

@@ -16,16 +16,19 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import statistics
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+import yaml
 
 from alerts.am import Alertmanager, AlertmanagerError
 from alerts.config import AlertSettings, parse_duration
@@ -100,6 +103,7 @@ class Evaluator:
         self.clock = clock
         self._typical: dict[tuple[str, str, date], tuple[float | None, list[float]]] = {}
         self._skipped_logged: set[str] = set()
+        self._inhibition_rank = inhibition_ranks(settings.routing_path)
 
     # --- labels and messages --------------------------------------------------------
 
@@ -447,12 +451,21 @@ class Evaluator:
         return report
 
     def _payload(self, row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+        """One alert for Alertmanager's ``POST /api/v2/alerts``. A firing alert starts
+        ``now``, when it is posted, not when the data says it began (that is the ``since``
+        annotation people read): Alertmanager flushes a new group at once, skipping
+        ``group_wait``, when an alert's startsAt + group_wait is already past
+        (dispatch.go, ``aggrGroup.insert``), and ``group_wait`` is what gives an inhibiting
+        alert (a gateway down) time to reach the inhibitor before its targets (the
+        gateway's meters) are notified. Alertmanager keeps the earliest startsAt of an
+        alert it already holds, so re-posting does not move it."""
         labels = dict(row["labels"])
         ann = alert_annotations(row, self.settings.link_base)
-        starts = row["firing_since"] or row["pending_since"] or now
         if row["state"] == "firing":
+            starts = now
             ends = now + FIRING_TTL
         else:
+            starts = row["firing_since"] or row["pending_since"] or now
             ends = max(row["resolved_at"] or now, starts + timedelta(seconds=1))
         return {"labels": labels, "annotations": ann, "startsAt": starts, "endsAt": ends,
                 "generatorURL": ann["link"]}
@@ -467,7 +480,11 @@ class Evaluator:
             for s in q.acked_resolved(conn):
                 self.am.expire_silence(s["silence_id"])
                 q.clear_silence(conn, s["alert_id"])
-            self.am.post_alerts([self._payload(r, now) for r in rows])
+            # one request, inhibiting alerts before the alerts they inhibit (routing.yaml's
+            # inhibit_rules), so that the inhibitor's stream holds a source before its target
+            ordered = sorted(rows, key=lambda r: self._inhibition_rank(
+                str(r["labels"].get("alertname", ""))))
+            self.am.post_alerts([self._payload(r, now) for r in ordered])
         except AlertmanagerError as exc:
             report.post_error = str(exc)
             log.warning("Alertmanager not updated (retried next cycle): %s", exc)
@@ -504,6 +521,36 @@ class Evaluator:
                     log.info("%s: %s", fp, ev)
             n += 1
             stop.wait(self.settings.eval_s)
+
+
+def inhibition_ranks(routing_path: Path) -> Callable[[str], int]:
+    """alertname -> its depth in the inhibit rules of the routing file: 0 for an alert no
+    rule inhibits, else one more than the deepest alertname that can inhibit it
+    (``GatewayOffline`` 0, ``MeterOffline`` 1, ``SubmeterImbalance`` 2 with ours). Only the
+    ``alertname`` matchers (``="X"``, ``=~"X|Y"``) of ``source_matchers`` and
+    ``target_matchers`` are read; a routing file without them ranks everything 0."""
+    try:
+        doc = yaml.safe_load(routing_path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return lambda name: 0
+
+    def names(matchers: Any) -> list[str]:
+        out: list[str] = []
+        for m in matchers or []:
+            found = re.fullmatch(r'\s*alertname\s*=~?\s*"([^"]*)"\s*', str(m))
+            if found:
+                out += [n for n in found.group(1).split("|") if re.fullmatch(r"\w+", n)]
+        return out
+
+    inhibited_by: dict[str, set[str]] = defaultdict(set)
+    for rule in doc.get("inhibit_rules") or []:
+        for target in names(rule.get("target_matchers")):
+            inhibited_by[target].update(names(rule.get("source_matchers")))
+    depth: dict[str, int] = {}
+    for _ in range(len(inhibited_by) + 1):  # bounded: a cycle of rules stops growing here
+        depth = {t: 1 + max((depth.get(src, 0) for src in srcs if src != t), default=-1)
+                 for t, srcs in inhibited_by.items()}
+    return lambda name: depth.get(name, 0)
 
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

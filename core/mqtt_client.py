@@ -74,11 +74,14 @@ def ingest_auth(settings: Settings) -> MqttClientAuth:
 
 
 def stored_auth(settings: Settings, username: str) -> MqttClientAuth:
-    """The identity ``username`` with its password from the credential store; raises
-    :class:`MqttAuthError` when it has none (run ``nzc gateways credentials``)."""
+    """The identity ``username`` with its password from the environment (service users of a
+    deployment: :meth:`Settings.mqtt_service_passwords_config`), else from the credential
+    store; raises :class:`MqttAuthError` when it has none (run ``nzc gateways
+    credentials``)."""
     from core.secret_store import stored_mqtt_password
 
-    password = stored_mqtt_password(settings.mqtt_credentials_path, username)
+    password = settings.mqtt_service_passwords_config().get(username) \
+        or stored_mqtt_password(settings.mqtt_credentials_path, username)
     if password is None:
         raise MqttAuthError(
             f"no MQTT password for {username!r} in {settings.mqtt_credentials_path}: run "

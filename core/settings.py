@@ -92,6 +92,11 @@ class Settings:
     # password variable, the one the launcher stored in <state>/secrets/mqtt.json)
     mqtt_username: str = "nzc-ingest"
     mqtt_password_config: str | None = field(default=None, repr=False)
+    # the health probe's and the alert receiver's MQTT passwords (NZC_MQTT_HEALTH_PASSWORD,
+    # NZC_MQTT_ALERTS_PASSWORD): deployments (docker compose) set them from .env; without
+    # them the launcher generates and stores them like every other password
+    mqtt_health_password_config: str | None = field(default=None, repr=False)
+    mqtt_alerts_password_config: str | None = field(default=None, repr=False)
     mqtt_ca_file: Path | None = None  # NZC_MQTT_CA_FILE (default: the launcher's local CA)
     mqtt_cert_file: Path | None = None  # NZC_MQTT_CERT_FILE, client certificate (optional)
     mqtt_key_file: Path | None = None  # NZC_MQTT_KEY_FILE, its private key
@@ -125,6 +130,16 @@ class Settings:
         from core.secret_store import stored_mqtt_password
 
         return stored_mqtt_password(self.mqtt_credentials_path, self.mqtt_username)
+
+    def mqtt_service_passwords_config(self) -> dict[str, str]:
+        """``{user: password}`` of the service users whose password the environment sets
+        (ingest bridge, health probe, alert receiver); empty for the local launcher."""
+        from core.mqtt_identities import ALERTS_USER, HEALTH_USER
+
+        pairs = ((self.mqtt_username, self.mqtt_password_config),
+                 (HEALTH_USER, self.mqtt_health_password_config),
+                 (ALERTS_USER, self.mqtt_alerts_password_config))
+        return {user: pw for user, pw in pairs if pw is not None}
 
     @property
     def mqtt_ca_path(self) -> Path | None:
@@ -178,6 +193,8 @@ class Settings:
             mqtt_tls_port=_env_int("NZC_MQTT_TLS_PORT", 18832),
             mqtt_username=_env("NZC_MQTT_USERNAME", "nzc-ingest"),
             mqtt_password_config=os.environ.get("NZC_MQTT_PASSWORD") or None,
+            mqtt_health_password_config=os.environ.get("NZC_MQTT_HEALTH_PASSWORD") or None,
+            mqtt_alerts_password_config=os.environ.get("NZC_MQTT_ALERTS_PASSWORD") or None,
             mqtt_ca_file=_env_path("NZC_MQTT_CA_FILE"),
             mqtt_cert_file=_env_path("NZC_MQTT_CERT_FILE"),
             mqtt_key_file=_env_path("NZC_MQTT_KEY_FILE"),

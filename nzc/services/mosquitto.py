@@ -147,9 +147,10 @@ class Mosquitto(ManagedService):
         except (IdentityError, ValueError, OSError) as exc:
             raise ServiceError(f"mosquitto: MQTT identities from {s.registry_path}: {exc}") \
                 from exc
-        if s.mqtt_password_config is not None:
-            # a deployment's NZC_MQTT_PASSWORD names the ingest bridge's password
-            store.users[s.mqtt_username]["password"] = s.mqtt_password_config
+        for user, password in s.mqtt_service_passwords_config().items():
+            # a deployment's NZC_MQTT_PASSWORD (ingest bridge), NZC_MQTT_HEALTH_PASSWORD,
+            # NZC_MQTT_ALERTS_PASSWORD name those service users' passwords (docker compose)
+            store.users[user]["password"] = password
         if result.changed or not s.mqtt_credentials_path.exists():
             save_store(s.mqtt_credentials_path, store)
         passwords = {name: str(entry["password"]) for name, entry in store.users.items()}

@@ -199,3 +199,23 @@ def test_indicator_rule_skipped_with_a_log_line_without_scorecard(
         assert ev._indicator(None, rules[0], T0) == []  # type: ignore[arg-type]
     skipped = [r for r in caplog.records if "rule pue skipped" in r.getMessage()]
     assert len(skipped) == 1 and "analytics.scorecard" in skipped[0].getMessage()
+
+
+def test_inhibiting_alerts_rank_before_the_alerts_they_inhibit(tmp_path: Path) -> None:
+    from alerts.evaluate import inhibition_ranks
+
+    rank = inhibition_ranks(Path(__file__).resolve().parents[2] / "alerts" / "routing.yaml")
+    # routing.yaml: GatewayOffline inhibits MeterOffline and RepairOverdue, MeterOffline
+    # inhibits SubmeterImbalance; an alert no rule inhibits ranks with the sources
+    assert rank("GatewayOffline") < rank("MeterOffline") < rank("SubmeterImbalance")
+    assert rank("GatewayOffline") < rank("RepairOverdue")
+    assert rank("NightBaseLoadHigh") == rank("GatewayOffline") == 0
+    cyclic = tmp_path / "routing.yaml"
+    cyclic.write_text("inhibit_rules:\n"
+                      "  - source_matchers: ['alertname=\"A\"']\n"
+                      "    target_matchers: ['alertname=~\"B|C\"']\n"
+                      "  - source_matchers: ['alertname=\"B\"']\n"
+                      "    target_matchers: ['alertname=\"A\"']\n", encoding="utf-8")
+    bounded = inhibition_ranks(cyclic)  # a cycle of rules terminates
+    assert bounded("C") >= 1 and bounded("X") == 0
+    assert inhibition_ranks(tmp_path / "missing.yaml")("GatewayOffline") == 0
