@@ -99,8 +99,8 @@ def _repo_text(source: str) -> str:
 
 def _code_variables() -> set[str]:
     names: set[str] = set()
-    for folder in ("nzc", "api", "db", "dashboards", "ingest", "stream", "simulators",
-                   "analytics", "carbon", "alerts"):
+    for folder in ("core", "nzc", "api", "db", "dashboards", "ingest", "stream", "simulators",
+                   "analytics", "carbon", "alerts", "reports"):
         for path in (REPO / folder).rglob("*.py"):
             names.update(re.findall(r"NZC_[A-Z0-9_]+", path.read_text(encoding="utf-8")))
     return names
