@@ -30,7 +30,8 @@ def add_parsers(sub: Any) -> None:
     push.add_argument("--token", default=os.environ.get("NZC_GRAFANA_TOKEN"),
                       help="service-account token (default: $NZC_GRAFANA_TOKEN)")
     push.add_argument("--timeout-s", type=float, default=10.0)
-    w = sub.add_parser("web", help="serve the built-in web view (no Grafana needed)")
+    w = sub.add_parser("web", help="serve the built-in web view (no Grafana needed; the API "
+                                   "app, login with a `nzc users add` token)")
     w.add_argument("--host", default=os.environ.get("NZC_API_HOST", "127.0.0.1"))
     w.add_argument("--port", type=int, default=int(os.environ.get("NZC_API_PORT", "18080")))
 
@@ -81,7 +82,8 @@ def dispatch(args: argparse.Namespace, settings: Settings) -> int | None:
 
         from api.web.app import make_app
 
-        print(f"网页视图 web view: http://{args.host}:{args.port}/web/", flush=True)
+        print(f"网页视图 web view: http://{args.host}:{args.port}/web/ (登录令牌见 "
+              "`nzc users add` / log in with a token from `nzc users add`)", flush=True)
         uvicorn.run(make_app(settings), host=args.host, port=args.port, log_level="warning")
         return 0
     return None

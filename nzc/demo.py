@@ -168,8 +168,8 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         alerts_demo(settings, AlertSettings.from_env())
         api = f"http://127.0.0.1:{os.environ.get('NZC_API_PORT', '18080')}"
         print("\n== 5. look ==\n"
-              f"网页视图 web view (zone, sites, live):  {api}/web/\n"
-              f"审核 reviewers' pages (log in):           {api}/review/login\n"
+              f"网页视图 web view (log in; zone, sites):  {api}/web/\n"
+              f"审核 reviewers' pages (log in):           {api}/review/\n"
               f"  {REVIEW_SITE} {month:%Y-%m} is {state}; user names and tokens: {users} "
               "(mode 0600)\n"
               f"API (OpenAPI):                             {api}/docs\n"

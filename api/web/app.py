@@ -1,21 +1,21 @@
-"""A standalone app that serves only the web view: ``make_app(settings)``. Used by
-``nzc web`` and the web view's tests; the reviewers' API app includes the same router."""
+"""``make_app(settings)``: the app ``nzc web`` serves. It is the API app itself
+(:func:`api.app.create_app`: the web view, the login form and the reviewers' pages under the
+one authorisation dependency :class:`api.auth.Need`), with ``/`` sent to the zone overview,
+so that the web view is never served without login."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 
-from api.web.routes import router
 from core.settings import Settings
 
 
 def make_app(settings: Settings) -> FastAPI:
-    """The web view alone; ``/`` redirects to the zone overview ``/web/``."""
-    app = FastAPI(title="nzc-monitor web view", docs_url=None, redoc_url=None,
-                  openapi_url=None)
-    app.state.settings = settings
-    app.include_router(router)
+    """The API app with ``/`` redirecting to the zone overview ``/web/`` (login first)."""
+    from api.app import create_app
+
+    app = create_app(settings)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

@@ -137,7 +137,7 @@ async def login(request: Request) -> Response:
     form = await _form(request)
     token, name = form.get("token", "").strip(), form.get("name", "").strip()
     target = form.get("next", "/review/")
-    if not target.startswith("/review/"):
+    if not _page_path(target):
         target = "/review/"
     user = await run_in_threadpool(_check_login, request, token, name)
     if user is None:
@@ -147,6 +147,13 @@ async def login(request: Request) -> Response:
     resp.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", path="/",
                     secure=request.url.scheme == "https")
     return resp
+
+
+def _page_path(path: str) -> bool:
+    """A page the login may send back to: the reviewers' pages or the web view's (never
+    another host, never the JSON or the login itself)."""
+    return (path.startswith(("/review/", "/web/")) and not path.startswith("//")
+            and not path.startswith(("/review/login", "/web/api/", "/web/static/")))
 
 
 def _check_login(request: Request, token: str, name: str) -> dict[str, Any] | None:
@@ -328,16 +335,20 @@ def audit_page(request: Request, caller: ReadCaller, site_id: str | None = None,
 
 
 def install(app: FastAPI) -> None:
-    """Add the pages to ``app`` and make an unauthenticated page request go to the login
-    form (API requests keep their JSON 401); refusals on pages are HTML with their status."""
+    """Add the pages to ``app`` and make an unauthenticated page request (these pages and
+    the web view's ``/web/`` pages) go to the login form with a ``next`` back to the page
+    (API and ``/web/api/*`` requests keep their JSON 401); refusals on pages are HTML with
+    their status."""
     app.include_router(router)
 
     @app.exception_handler(StarletteHTTPException)
     async def _pages(request: Request, exc: StarletteHTTPException) -> Response:
         path = request.url.path
-        if not path.startswith("/review/") or path.startswith("/review/login"):
+        if not _page_path(path):
             return await http_exception_handler(request, exc)
         if exc.status_code == 401:
-            return RedirectResponse(f"/review/login?next={quote(path)}", status_code=303)
+            back = path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/review/login?next={quote(back, safe='/')}",
+                                    status_code=303)
         return _page(request, "review/error.html", None, status=exc.status_code,
                      status_code=exc.status_code, detail=exc.detail)

@@ -1,19 +1,28 @@
 """Routes of the web view, under ``/web``: ``/web/`` zone overview, ``/web/site/{site_id}``
 site page, ``/web/api/overview`` and ``/web/api/site/{site_id}`` their live data (JSON; the
 pages poll them every ``NZC_WEB_POLL_S`` seconds, default 5), ``/web/static/...`` the local
-assets. Times in the JSON are UTC instants; the pages show them in Asia/Shanghai."""
+assets. Times in the JSON are UTC instants; the pages show them in Asia/Shanghai.
+
+Every page and JSON route takes the API's one authorisation dependency
+(:class:`api.auth.Need` ``("read")``: bearer token or the ``nzc_session`` cookie set by the
+login form at ``/review/login``), so a site manager or facility staff sees only their own
+sites (the overview lists only those; another site's page or JSON is 403) and reviewers and
+admins see every site. A page visit without a session is sent to the login form with a
+``next`` back to the page (:func:`api.web.review.install`); the JSON answers 401. Only the
+static assets are public."""
 
 from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from api.auth import Caller, Need
 from core.settings import Settings
 from db.dashboard_views import site_page, zone_overview
 
@@ -21,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(prefix="/web", tags=["web"])
+ReadCaller = Annotated[Caller, Depends(Need("read"))]
 
 
 def _settings(request: Request) -> Settings:
@@ -33,24 +43,28 @@ def _poll_s() -> float:
 
 
 @router.get("/", response_class=HTMLResponse)
-def overview_page(request: Request) -> HTMLResponse:
-    return templates.TemplateResponse(request, "overview.html", {"poll_s": _poll_s()})
+def overview_page(request: Request, caller: ReadCaller) -> HTMLResponse:
+    return templates.TemplateResponse(request, "overview.html",
+                                      {"poll_s": _poll_s(), "caller": caller})
 
 
 @router.get("/site/{site_id}", response_class=HTMLResponse)
-def site_html(request: Request, site_id: str) -> HTMLResponse:
-    return templates.TemplateResponse(request, "site.html",
-                                      {"poll_s": _poll_s(), "site_id": site_id})
+def site_html(request: Request, site_id: str, caller: ReadCaller) -> HTMLResponse:
+    return templates.TemplateResponse(request, "site.html", {
+        "poll_s": _poll_s(), "site_id": site_id, "caller": caller})
 
 
 @router.get("/api/overview")
-def overview_data(request: Request) -> dict[str, Any]:
+def overview_data(request: Request, caller: ReadCaller) -> dict[str, Any]:
+    """The overview's rows, only the sites in the caller's scope."""
     now = datetime.now(UTC)
-    return {"now": now, "sites": zone_overview(_settings(request).database_reader_url, now)}
+    rows = zone_overview(_settings(request).database_reader_url, now)
+    return {"now": now, "sites": [r for r in rows if caller.can_see(str(r["site_id"]))]}
 
 
 @router.get("/api/site/{site_id}")
-def site_data(request: Request, site_id: str, method: str = "location") -> dict[str, Any]:
+def site_data(request: Request, site_id: str, caller: ReadCaller,
+              method: str = "location") -> dict[str, Any]:
     if method not in ("location", "market"):
         raise HTTPException(422, f"method={method!r}: expected location or market")
     now = datetime.now(UTC)

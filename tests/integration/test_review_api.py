@@ -340,7 +340,8 @@ BODIES = {
 
 
 def _routes() -> list[tuple[str, str, str, str]]:
-    """(method, path, route name, action) of every API route, from the app itself."""
+    """(method, path, route name, action) of every API route and of the web view's JSON
+    (``/web/api/*``), from the app itself."""
     from fastapi.routing import APIRoute
 
     from api.app import create_app
@@ -349,13 +350,14 @@ def _routes() -> list[tuple[str, str, str, str]]:
     app = create_app(Settings.from_env())
     out = []
     for r in app.routes:
-        if not isinstance(r, APIRoute) or not r.path.startswith("/api/"):
+        if not isinstance(r, APIRoute) or not r.path.startswith(("/api/", "/web/api/")):
             continue
         needs = [d.call for d in r.dependant.dependencies if isinstance(d.call, Need)]
         assert len(needs) == 1, f"{r.path} does not use the one authorisation dependency"
         for m in sorted(r.methods):
             out.append((m, r.path, r.name, needs[0].action))
     assert len(out) >= 25
+    assert {p for _, p, _, _ in out} >= {"/web/api/overview", "/web/api/site/{site_id}"}
     return out
 
 
@@ -410,6 +412,8 @@ def test_every_endpoint_is_scoped(api: dict[str, Any]) -> None:
     assert {e["site_id"] for e in _call(api, "max", "GET", "/api/v1/audit").json()} <= {"rev-b"}
     assert {c["site_id"] for c in _call(api, "max", "GET", "/api/v1/closes").json()} <= {
         "rev-b"}
+    assert [s["site_id"] for s in _call(api, "mia", "GET", "/web/api/overview").json()[
+        "sites"]] == ["rev-a"]
 
 
 def test_bills_import_from_a_file(api: dict[str, Any], tmp_path: Any) -> None:

@@ -3,20 +3,26 @@ playwright-python; no browser download), fed by the real pipeline: readings publ
 MQTT go through ingest, Kafka and the stream worker into PostgreSQL, the app (uvicorn on
 loopback) serves the pages and their data, and the test checks that the overview lists every
 site, that a chart has drawn data points, that a new reading appears on the site page without
-a reload, and that no request leaves loopback. Screenshots go to .state/artifacts/."""
+a reload, and that no request leaves loopback. The web view is the API app's (one login,
+one authorisation dependency): without a session a page goes to the login form and comes back
+after it, the JSON answers 401; a site manager sees only their site on the overview and is
+refused another site's page and JSON. Screenshots go to .state/artifacts/."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import uvicorn
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from api.web.app import make_app
 from core.settings import Settings
@@ -77,6 +83,40 @@ def server(services: Settings) -> Iterator[str]:
         os.environ.pop("NZC_WEB_POLL_S", None)
 
 
+@pytest.fixture(scope="module")
+def users(services: Settings) -> dict[str, str]:
+    """name -> token: a reviewer, the web site's manager (names unique per run)."""
+    tag = secrets.token_hex(3)
+    tokens = {}
+    for who, role, sites in (("rev", "reviewer", []), ("mgr", "site_manager", ["web-site"])):
+        name = f"web-{who}-{tag}"
+        out = subprocess.run(
+            [str(REPO / ".venv" / "bin" / "nzc"), "users", "add", name, "--role", role,
+             *[a for x in sites for a in ("--site", x)]],
+            capture_output=True, text=True, timeout=120, env={**os.environ}, check=False)
+        assert out.returncode == 0, out.stderr
+        tokens[who] = out.stdout.strip().splitlines()[-1]
+        tokens[f"{who}-name"] = name
+    return tokens
+
+
+def _login(browser: Browser, server: str, users: dict[str, str], who: str, path: str,
+           requested: list[str]) -> Page:
+    """A new browser session opens ``path``, is sent to the login form, logs in and is sent
+    back to ``path``."""
+    page = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN"
+                               ).new_page()
+    page.on("request", lambda r: requested.append(r.url))
+    page.goto(f"{server}{path}")
+    assert urlsplit(page.url).path == "/review/login"  # no session: the login form
+    page.fill("#name", users[f"{who}-name"])
+    page.fill("#token", users[who])
+    page.click("#login")
+    page.wait_for_url(f"{server}{path}")
+    assert users[f"{who}-name"] in page.inner_text("#who")
+    return page
+
+
 def _chart_points(page: Page, element_id: str) -> int:
     """Non-null data points in the ECharts chart's series."""
     return int(page.evaluate(
@@ -102,7 +142,8 @@ def _drawn_pixels(page: Page, element_id: str) -> int:
         }""", element_id))
 
 
-def test_web_view_in_chromium(services: Settings, web_data: int, server: str) -> None:
+def test_web_view_in_chromium(services: Settings, web_data: int, server: str,
+                              users: dict[str, str]) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     sites = sorted(r[0] for r in query(services, "SELECT site_id FROM sites"))
     assert "web-site" in sites
@@ -110,13 +151,11 @@ def test_web_view_in_chromium(services: Settings, web_data: int, server: str) ->
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900}, locale="zh-CN")
-            page.on("request", lambda r: requested.append(r.url))
+            page = _login(browser, server, users, "rev", "/web/", requested)
             navigations: list[str] = []
             page.on("framenavigated", lambda f: navigations.append(f.url))
 
-            # the zone overview: every site, and the bar chart drawn
-            page.goto(f"{server}/web/")
+            # the zone overview (a reviewer: every site), and the bar chart drawn
             page.wait_for_function(
                 "n => document.querySelectorAll('#sites tbody tr').length === n", arg=len(sites))
             shown = sorted(page.eval_on_selector_all(
@@ -161,3 +200,48 @@ def test_web_view_in_chromium(services: Settings, web_data: int, server: str) ->
     hosts = {urlsplit(u).hostname for u in requested}
     assert hosts == {"127.0.0.1"}, f"requests left loopback: {sorted(hosts)}"
     assert any(u.endswith("/web/static/vendor/echarts/echarts.min.js") for u in requested)
+
+
+def test_web_view_is_scoped(services: Settings, web_data: int, server: str,
+                            users: dict[str, str]) -> None:
+    other = sorted(r[0] for r in query(services, "SELECT site_id FROM sites"
+                                                 " WHERE site_id <> 'web-site'"))[0]
+    # no session: the JSON is 401, a page goes to the login form with its way back
+    for path in ("/web/api/overview", "/web/api/site/web-site"):
+        assert httpx.get(f"{server}{path}", timeout=30).status_code == 401, path
+    r = httpx.get(f"{server}/web/site/web-site", timeout=30)
+    assert r.status_code == 303
+    assert r.headers["location"] == "/review/login?next=/web/site/web-site"
+    assert httpx.get(f"{server}/web/static/web.css", timeout=30).status_code == 200
+    # the site manager of web-site, bearer token: own site only
+    h = {"Authorization": f"Bearer {users['mgr']}"}
+    rows = httpx.get(f"{server}/web/api/overview", headers=h, timeout=30).json()["sites"]
+    assert [x["site_id"] for x in rows] == ["web-site"]
+    assert httpx.get(f"{server}/web/api/site/web-site", headers=h, timeout=30
+                     ).status_code == 200
+    assert httpx.get(f"{server}/web/api/site/{other}", headers=h, timeout=30
+                     ).status_code == 403
+    # and in the browser, with the session cookie
+    requested: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = _login(browser, server, users, "mgr", "/web/", requested)
+            page.wait_for_function(
+                "() => document.querySelectorAll('#sites tbody tr').length >= 1")
+            page.wait_for_function(
+                "() => Number(document.getElementById('updated')"
+                ".getAttribute('data-updates')) >= 2")
+            shown = page.eval_on_selector_all("#sites tbody tr",
+                                              "rows => rows.map(r => r.dataset.site)")
+            assert shown == ["web-site"]
+            resp = page.goto(f"{server}/web/site/{other}")
+            assert resp is not None and resp.status == 403
+            assert other not in [c["site_id"] for c in page.evaluate(
+                "() => fetch('/web/api/overview').then(r => r.json()).then(j => j.sites)")]
+            status = page.evaluate(
+                f"() => fetch('/web/api/site/{other}').then(r => r.status)")
+            assert status == 403
+        finally:
+            browser.close()
+    assert {urlsplit(u).hostname for u in requested} == {"127.0.0.1"}
