@@ -1,11 +1,14 @@
 """Screenshots of the web view as a browser renders it (for the README and test artefacts):
-``python -m api.web.screenshot --out docs [--site SITE]`` serves the web view on a free
-loopback port against ``NZC_DATABASE_READER_URL`` and saves ``web-overview.png`` and
-``web-site.png`` from Debian's headless Chromium (playwright, no browser download)."""
+``python -m api.web.screenshot --out docs [--site SITE] --token TOKEN`` serves the web view on
+a free loopback port against the settings' database and saves ``web-overview.png`` and
+``web-site.png`` from Debian's headless Chromium (playwright, no browser download). The web
+view needs a login: the token (``nzc users add``, default ``$NZC_WEB_TOKEN``) is put in the
+session cookie, as the login form does."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import threading
 import time
@@ -13,6 +16,7 @@ from pathlib import Path
 
 import uvicorn
 
+from api.auth import SESSION_COOKIE
 from api.web.app import make_app
 from core.settings import Settings
 
@@ -28,8 +32,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def capture(settings: Settings, out: Path, site: str, width: int = 1400) -> list[Path]:
-    """Render the overview and ``site``'s page; returns the files written."""
+def capture(settings: Settings, out: Path, site: str, token: str, width: int = 1400
+            ) -> list[Path]:
+    """Render the overview and ``site``'s page as the user of ``token``; returns the files
+    written."""
     from playwright.sync_api import sync_playwright
 
     port = _free_port()
@@ -47,8 +53,12 @@ def capture(settings: Settings, out: Path, site: str, width: int = 1400) -> list
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
-                page = browser.new_page(viewport={"width": width, "height": 900},
-                                        locale="zh-CN")
+                context = browser.new_context(viewport={"width": width, "height": 900},
+                                              locale="zh-CN")
+                context.add_cookies([{"name": SESSION_COOKIE, "value": token,
+                                      "url": f"http://127.0.0.1:{port}/",
+                                      "httpOnly": True, "sameSite": "Strict"}])
+                page = context.new_page()
                 base = f"http://127.0.0.1:{port}/web"
                 for name, url in (("web-overview.png", f"{base}/"),
                                   ("web-site.png", f"{base}/site/{site}")):
@@ -70,8 +80,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("docs"))
     parser.add_argument("--site", default="cd-ind-park")
+    parser.add_argument("--token", default=os.environ.get("NZC_WEB_TOKEN", ""),
+                        help="a user's token from `nzc users add` (default $NZC_WEB_TOKEN)")
     args = parser.parse_args()
-    for path in capture(Settings.from_env(), args.out, args.site):
+    if not args.token:
+        parser.error("--token or NZC_WEB_TOKEN is required / 需要登录令牌")
+    for path in capture(Settings.from_env(), args.out, args.site, args.token):
         print(path)
     return 0
 

@@ -346,10 +346,14 @@ def _routes() -> list[tuple[str, str, str, str]]:
 
     from api.app import create_app
     from api.auth import Need
+    from api.web.routes import router as web_router
 
     app = create_app(Settings.from_env())
     out = []
-    for r in app.routes:
+    # the app's own routes, and the web view's router that it includes (FastAPI lists an
+    # included router as one entry); a route the app did not serve would answer 404, not
+    # the 401 checked below
+    for r in [*app.routes, *web_router.routes]:
         if not isinstance(r, APIRoute) or not r.path.startswith(("/api/", "/web/api/")):
             continue
         needs = [d.call for d in r.dependant.dependencies if isinstance(d.call, Need)]

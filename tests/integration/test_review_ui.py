@@ -139,7 +139,8 @@ def test_reviewer_logs_in_reads_checks_and_verifies(ui: dict[str, Any]) -> None:
     assert page.locator("#live").is_visible()
     checks = {c.get_attribute("data-check"): c.inner_text()
               for c in page.locator("tr.check").all()}
-    assert set(checks) == {"completeness", "daily_vs_monthly", "bills", "open_alerts"}
+    assert set(checks) == {"month_ended", "completeness", "daily_vs_monthly", "bills",
+                           "open_alerts"}
     # the gas meter misses one of 2976 intervals: 2975 / 2976 = 99.97 %, in words and numbers
     assert "ui-a-gas 100.0% of 2976 intervals" in checks["completeness"]
     assert "通过 pass" in checks["completeness"]
