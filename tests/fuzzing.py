@@ -33,6 +33,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from carbon.registry import Registry
+from core.records import sanitize_text
 from core.registry_yaml import load_registry
 from ingest.decoders import MAX_TS_MS, MIN_TS_MS
 from ingest.decoders.sparkplug import SparkplugState
@@ -462,7 +463,8 @@ def check_outputs(reg: Registry, topic: str, ok: list[ReadingRecord],
     for d in bad:
         assert d.code in KNOWN_CODES, (d.code, d.reason)
         assert d.reason and d.reason.isprintable(), d.reason
-        assert d.mqtt_topic == topic[:512]
+        # the topic is kept, its control characters and lone surrogates escaped
+        assert d.mqtt_topic == sanitize_text(topic, 512) and "\x00" not in d.mqtt_topic
         json.dumps(d.to_dict(), allow_nan=False)
 
 
