@@ -11,9 +11,12 @@
     nzc close --site S --month YYYY-MM           a reviewer's monthly close with its evidence
     nzc recompute --site S --from D --to D ...   restate emissions with another factor
     nzc alerts run|rules|list|ack|demo ...       alert evaluator and acknowledgements
-    nzc demo                                     all of the above, end to end
+    nzc scorecard|denominators|baselines|declare  the pilot indicators and their inputs
+    nzc users|bills|audit|review|api             the reviewers' close, its API and pages
+    nzc report monthly|yearly --site S ...       the monthly PDF and the yearly disclosure
     nzc dashboards build|push --url U --token T  Grafana dashboards as code
-    nzc web                                      the built-in web view (no Grafana)
+    nzc web                                      the web view and pages (as nzc api)
+    nzc demo                                     all of the above, end to end
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 import psycopg
 
 from core.settings import Settings
-from nzc import cli_alerts, cli_dashboards, cli_gateways, cli_scorecard
+from nzc import cli_alerts, cli_dashboards, cli_gateways, cli_reports, cli_scorecard
 from nzc.cli_review import add_parsers as add_review_parsers
 from nzc.cli_review import dispatch as review_dispatch
 
@@ -168,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("--data-year", type=int, help="pin the grid factors' data year")
     rec.add_argument("--factors", type=Path, help="YAML factors file (default NZC_FACTORS)")
     cli_scorecard.add_parsers(sub)
+    cli_reports.add_parsers(sub)
     cli_alerts.add_parsers(sub)
     add_review_parsers(sub)
     demo = sub.add_parser("demo", help="services + workers + simulator + summary")
@@ -250,6 +254,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int | None:
     if args.cmd in simple:
         return simple[args.cmd]()
     if (code := cli_scorecard.dispatch(args, settings)) is not None:
+        return code
+    if (code := cli_reports.dispatch(args, settings)) is not None:
         return code
     return review_dispatch(args, settings)
 
