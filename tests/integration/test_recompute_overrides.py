@@ -61,7 +61,7 @@ def test_site_with_overrides_recomputes_to_the_same_rows(services: Settings) -> 
     assert without[(T2026, "location")][0] == pytest.approx(100.0 * 0.1564)
 
     reg = _registry(True)
-    sync_registry(services.database_url, reg)
+    sync_registry(services.database_admin_url, reg)  # the registry is the owner's to write
     ctx = StreamContext(registry=reg, factors=FactorLibrary())
 
     async def write() -> None:
