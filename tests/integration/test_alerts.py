@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -193,6 +194,22 @@ def stack(services: Settings, tmp_path: Path) -> Iterator[Stack]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+        # the session's receiver again, with the session's settings: later tests expect every
+        # service of `nzc services up` to run
+        wait_for(lambda: _port_free(recv_svc.port), 30, "the receiver's port to be free")
+        recv_svc.up()
+
+
+def _port_free(port: int) -> bool:
+    """Whether a server can listen on ``port`` (as the receiver does: SO_REUSEADDR, so the
+    connections in TIME_WAIT do not count)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def write_normal_nights(settings: Settings, night: datetime) -> None:
