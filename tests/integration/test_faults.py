@@ -124,7 +124,10 @@ def _sigkill(service: ManagedService) -> None:
     pid = service.pid()
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not process_alive(pid), 30, f"{service.name} pid {pid} to die")
+    # the thread group leader of a JVM is a zombie (dead to process_alive) while its other
+    # threads still exit and hold the listening socket: wait for the port to close as well
+    wait_for(lambda: not process_alive(pid) and not service.answering(), 60,
+             f"{service.name} pid {pid} to die and its port to close")
 
 
 def _healthy(settings: Settings, pipeline: Pipeline) -> None:
