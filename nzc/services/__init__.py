@@ -354,7 +354,9 @@ class ManagedService(abc.ABC):
         """Start the service unless it runs, wait until it answers, then run ``after_ready``."""
         pid = self.pid()
         if pid is None:
-            if self.answering():
+            # a process killed a moment ago (e.g. kill -9 of the JVM) may still hold its port
+            # while its threads exit: give it a few seconds before calling the port foreign
+            if self.answering() and not wait_until(lambda: not self.answering(), 10.0, 0.2):
                 raise ServiceError(
                     f"{self.name}: port 127.0.0.1:{self.port} is already in use by a process "
                     f"this project did not start (no live pid in {self.pid_path}); stop it "
