@@ -72,7 +72,8 @@ def compute(conn: Conn, site_id: str, month: date, interval_s: int,
     inputs = dbr.load_month_inputs(conn, site_id, month, interval_s, now)
     doc = month_document(inputs, close_inputs(inputs))
     bills = dbr.list_bills(conn, site_id, inputs.month)
-    checks = run_checks(inputs, doc, bills, dbr.open_alerts(conn, site_id), config)
+    checks = run_checks(inputs, doc, bills, dbr.open_alerts(conn, site_id, inputs.start),
+                        config)
     return doc, checks
 
 

@@ -203,24 +203,25 @@ def changed_since(conn: Conn, site_id: str, start: datetime, end: datetime,
             "recomputes": [int(x) for x in row["recomputes"]]}
 
 
-def open_alerts(conn: Conn, site_id: str) -> int | None:
-    """Open data-quality alerts of a site, or None when there is no ``alerts`` table yet
-    (the alerts issue adds it). Open = not resolved: a ``resolved_at`` column that is NULL,
-    or a ``state``/``status`` column not in (resolved, closed)."""
-    cols = {r["column_name"] for r in conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema ="
-        " current_schema() AND table_name = 'alerts'").fetchall()}
-    if not cols or "site_id" not in cols:
-        # no table yet, or one this check cannot scope by site: reported as not checked
+# alert kinds that speak of the data's quality (alerts/rules.yaml); the others (night load,
+# offline, imbalance, indicators) are for the facility staff, not a reason to hold a month
+DATA_QUALITY_KINDS = ("completeness", "estimated_share")
+
+
+def open_alerts(conn: Conn, site_id: str, month_start: datetime | None = None) -> int | None:
+    """Firing data-quality alerts of a site (:data:`DATA_QUALITY_KINDS`; about the month
+    starting at ``month_start`` [UTC] when given), or None when there is no ``alerts`` table
+    (migration 011 not applied)."""
+    exists = conn.execute("SELECT to_regclass('alerts') IS NOT NULL AS ok").fetchone()
+    if exists is None or exists["ok"] is not True:
         return None
-    where = ["site_id = %s"]
-    if "resolved_at" in cols:
-        where.append("resolved_at IS NULL")
-    for c in ("state", "status"):
-        if c in cols:
-            where.append(f"coalesce({c}, '') NOT IN ('resolved', 'closed', 'inactive')")
-    row = conn.execute(f"SELECT count(*) AS n FROM alerts WHERE {' AND '.join(where)}",
-                       (site_id,)).fetchone()
+    sql = ("SELECT count(*) AS n FROM alerts WHERE site_id = %s AND state = 'firing'"
+           " AND kind = ANY(%s)")
+    params: list[Any] = [site_id, list(DATA_QUALITY_KINDS)]
+    if month_start is not None:
+        sql += " AND (evidence->>'month_start')::timestamptz = %s"
+        params.append(month_start)
+    row = conn.execute(sql, params).fetchone()
     return int(row["n"]) if row else 0
 
 

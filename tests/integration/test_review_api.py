@@ -447,21 +447,33 @@ def test_bills_import_from_a_file(api: dict[str, Any], tmp_path: Any) -> None:
         20 / 14900, abs=1e-6)
 
 
-def test_open_alerts_check_reads_an_alerts_table(api: dict[str, Any]) -> None:
-    """The check reads a table ``alerts`` when one exists (issue 13 adds it); probed in a
-    schema of its own so that the real table of migration 011 is not disturbed."""
+def test_open_alerts_check_counts_firing_data_quality_alerts_of_the_month(
+        api: dict[str, Any]) -> None:
+    """The check reads the alerts of migration 011: only *firing* alerts of a data-quality
+    kind (completeness, estimated share) of this site and about this month hold it; a night
+    load alert, a resolved one, another site's or another month's do not. In a transaction
+    that is rolled back, so the real table is left as it was."""
     from db import review as dbr
 
+    october = datetime(2026, 9, 30, 16, 0, tzinfo=UTC)   # 2026-10-01 00:00 Beijing
+    november = datetime(2026, 10, 31, 16, 0, tzinfo=UTC)
+    rows = [("c-a-oct", "completeness", "rev-a", "firing", october),
+            ("e-a-oct", "estimated_share", "rev-a", "firing", october),
+            ("c-a-oct-old", "completeness", "rev-a", "resolved", october),
+            ("n-a-oct", "night_load", "rev-a", "firing", october),
+            ("c-b-oct", "completeness", "rev-b", "firing", october),
+            ("c-a-nov", "completeness", "rev-a", "firing", november)]
     with psycopg.connect(api["settings"].database_admin_url, row_factory=dict_row) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS alerts_probe CASCADE")
-        conn.execute("CREATE SCHEMA alerts_probe")
-        conn.execute("SET search_path TO alerts_probe, public")
-        assert dbr.open_alerts(conn, "rev-a") is None  # no alerts table in this schema
-        conn.execute("CREATE TABLE alerts_probe.alerts (site_id text, state text,"
-                     " resolved_at timestamptz)")
-        conn.execute("INSERT INTO alerts_probe.alerts VALUES ('rev-a', 'firing', NULL),"
-                     " ('rev-a', 'resolved', now()), ('rev-b', 'firing', NULL)")
-        assert dbr.open_alerts(conn, "rev-a") == 1
+        for fp, kind, site, state, month_start in rows:
+            conn.execute(
+                "INSERT INTO alerts (fingerprint, rule_id, kind, site_id, subject, labels,"
+                " state, severity, evidence) VALUES (%s, %s, %s, %s, 'm', '{}', %s, 'info',"
+                " jsonb_build_object('month_start', %s::text))",
+                ("probe-" + fp, kind, kind, site, state, month_start.isoformat()))
+        assert dbr.open_alerts(conn, "rev-a", october) == 2
+        assert dbr.open_alerts(conn, "rev-a", november) == 1
+        assert dbr.open_alerts(conn, "rev-a") == 3
+        assert dbr.open_alerts(conn, "rev-b", november) == 0
         conn.rollback()
 
 
