@@ -31,10 +31,16 @@ def _readings() -> dict[str, list[tuple[int, float]]]:
             for m, (start, rate) in METERS.items()}
 
 
-def _messages(readings: dict[str, list[tuple[int, float]]]) -> list[tuple[str, bytes]]:
-    return [("nzc/v1/test-site/gw11/readings", json.dumps({"readings": [
-        {"meter": m, "ts": series[k][0], "register": series[k][1], "unit": "kWh"}
-        for m, series in readings.items()]}).encode()) for k in range(ROUNDS)]
+def _messages(readings: dict[str, list[tuple[int, float]]]) -> list[list[tuple[str, bytes]]]:
+    """Per round, one message per meter, each published by the meter's own gateway
+    (``rebal-i`` is on ``gw1i``: the ingest rejects a meter published by another gateway)."""
+    return [[(f"nzc/v1/test-site/gw1{m.split('-')[1]}/readings", json.dumps({"readings": [
+        {"meter": m, "ts": series[k][0], "register": series[k][1], "unit": "kWh"}]}).encode())
+        for m, series in readings.items()] for k in range(ROUNDS)]
+
+
+def _flat(rounds: list[list[tuple[str, bytes]]]) -> list[tuple[str, bytes]]:
+    return [msg for r in rounds for msg in r]
 
 
 def _log_size(s: Settings, name: str) -> int:
@@ -59,15 +65,15 @@ def test_two_workers_sigkill_and_rebalance_lose_and_double_nothing(pipeline: Pip
         # joined the group, got its share of the partitions, recovered their state
         wait_for_log_line(extra[0], log_path(s, "stream-rebal-1"), "[^Worker]: Ready", 180,
                           offset)
-        publish_payloads(s, msgs[:80])
+        publish_payloads(s, _flat(msgs[:80]))
         wait_for(lambda: _count(pipeline) >= 8 * 20, 180, "both workers to process chunk A")
         extra[0].kill()  # SIGKILL: its partitions move to the first worker after the session
         extra[0].wait(timeout=30)
-        publish_payloads(s, msgs[80:160])
+        publish_payloads(s, _flat(msgs[80:160]))
         wait_for(lambda: _count(pipeline) >= 8 * 120, 240,
                  "the surviving worker to take over the partitions")
         extra.append(start_worker("stream", s, log_name="stream-rebal-2"))  # rebalance again
-        publish_payloads(s, msgs[160:])
+        publish_payloads(s, _flat(msgs[160:]))
 
         expected = {m: interval_quantities(series, INTERVAL) for m, series in readings.items()}
 
