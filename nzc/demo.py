@@ -4,8 +4,8 @@
    alert receiver) and migrations;
 2. a complete past local month of the sample park (``cd-park``), backfilled through the real
    pipeline once, so that a reviewer has a month to verify (skipped when it is already there);
-3. workers: stream (2), ingest, the API with the web view and the reviewers' pages, the alert
-   evaluator;
+3. workers: stream (2), ingest, the API with the web view and the reviewers' pages (the alert
+   evaluator joins them after the alerts demo, step 6);
 4. the last ``duration_s`` of the zone (7 sites, 7 device formats) published live by the
    simulator, then the per-site summary and every site's scorecard;
 5. the sample users (a reviewer and the park's manager; tokens in a 0600 file, never printed),
@@ -139,7 +139,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     workers = [start_worker("stream", settings, log_name=f"stream-{i + 1}")
                for i in range(args.stream_workers)]
     workers.append(start_ingest_ready(settings))
-    workers += [start_worker("api", settings), start_worker("alerts", settings)]
+    workers.append(start_worker("api", settings))
     try:
         # replay the last duration_s of simulated history up to now (readings never run
         # ahead of the wall clock, which ingest would reject as clock skew)
@@ -166,6 +166,9 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         from nzc.alerts_demo import run_demo as alerts_demo
 
         alerts_demo(settings, AlertSettings.from_env())
+        # the evaluator from now on (not during the replay above: accelerated history lags the
+        # wall clock, so every meter would look offline until the replay caught up)
+        workers.append(start_worker("alerts", settings))
         api = f"http://127.0.0.1:{os.environ.get('NZC_API_PORT', '18080')}"
         print("\n== 5. look ==\n"
               f"网页视图 web view (log in; zone, sites):  {api}/web/\n"
