@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,22 +40,33 @@ def previous_local_month(now: datetime) -> date:
     return date(local.year - (local.month == 1), (local.month - 2) % 12 + 1, 1)
 
 
-def _month_complete(settings: Settings, site_id: str, month: date) -> bool:
-    """Whether the site's month already holds at least 90 % of its meter-intervals."""
+def review_month(now: datetime, duration_s: int, lateness_s: int) -> date:
+    """The local month to backfill for the reviewers: the last one that ended before the
+    live window and its lateness bound, so that the live replay never overlaps it (the
+    stream would take the replay's older readings as too late)."""
+    return previous_local_month(now - timedelta(seconds=duration_s + lateness_s))
+
+
+def _month_state(settings: Settings, site_id: str, month: date) -> str:
+    """``complete`` (>= 90 % of the meter-intervals stored), ``blocked`` (the site has data
+    after the month: a backfill now would be too late) or ``empty``."""
     from db import review as dbr
 
     with dbr.connect(settings.database_reader_url) as conn:
         site = dbr.get_site(conn, site_id)
         if site is None:
-            return False
+            return "empty"
         meters = len(dbr.list_meters(conn, site_id))
         start, end = dbr.month_bounds(month, site["timezone"])
         row = conn.execute(
-            "SELECT count(*) AS n FROM energy_intervals WHERE site_id = %s"
-            " AND interval_start >= %s AND interval_start < %s",
-            (site_id, start, end)).fetchone()
+            "SELECT count(*) FILTER (WHERE interval_start < %(end)s) AS n,"
+            " count(*) FILTER (WHERE interval_start >= %(end)s) AS later"
+            " FROM energy_intervals WHERE site_id = %(site)s AND interval_start >= %(start)s",
+            {"site": site_id, "start": start, "end": end}).fetchone()
     expected = meters * int((end - start).total_seconds()) // settings.interval_s
-    return row is not None and expected > 0 and int(row["n"]) >= 0.9 * expected
+    if row is not None and expected > 0 and int(row["n"]) >= 0.9 * expected:
+        return "complete"
+    return "blocked" if row is not None and int(row["later"]) > 0 else "empty"
 
 
 def ensure_users(settings: Settings) -> Path:
@@ -132,10 +143,15 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     if _services(["up"]) != 0:
         return 1
     cmd_migrate(settings)
-    month = previous_local_month(datetime.now(UTC))
-    if args.backfill and not _month_complete(settings, REVIEW_SITE, month):
+    month = review_month(datetime.now(UTC), args.duration_s, settings.lateness_s)
+    state = _month_state(settings, REVIEW_SITE, month) if args.backfill else "skipped"
+    if state == "empty":
         print(f"\n== 1. a complete month for the reviewers: {REVIEW_SITE} {month:%Y-%m} ==")
         backfill(settings, REVIEW_SITE, REVIEW_PROFILE, f"{month:%Y-%m}")
+    elif state == "blocked":
+        print(f"\n(no backfill of {REVIEW_SITE} {month:%Y-%m}: the site already has later data, "
+              "which would make the month's readings too late; `nzc services reset` starts "
+              "afresh)")
     workers = [start_worker("stream", settings, log_name=f"stream-{i + 1}")
                for i in range(args.stream_workers)]
     workers.append(start_ingest_ready(settings))
@@ -160,7 +176,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         print("\n== 3. indicators ==")
         demo_scorecards(settings)
         users = ensure_users(settings)
-        state = submit_month(settings, REVIEW_SITE, month)
+        close_state = submit_month(settings, REVIEW_SITE, month)
         print("\n== 4. alerts ==")
         from alerts.config import AlertSettings
         from nzc.alerts_demo import run_demo as alerts_demo
@@ -173,7 +189,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         print("\n== 5. look ==\n"
               f"网页视图 web view (log in; zone, sites):  {api}/web/\n"
               f"审核 reviewers' pages (log in):           {api}/review/\n"
-              f"  {REVIEW_SITE} {month:%Y-%m} is {state}; user names and tokens: {users} "
+              f"  {REVIEW_SITE} {month:%Y-%m} is {close_state}; user names and tokens: {users} "
               "(mode 0600)\n"
               f"API (OpenAPI):                             {api}/docs\n"
               f"Logs: {settings.state_dir / 'logs'}. Again any time: nzc summary, "
