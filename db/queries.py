@@ -89,6 +89,13 @@ def pipeline_counts(database_url: str) -> dict[str, int]:
         return out
 
 
+def newest_reading_time(database_url: str) -> datetime | None:
+    """The time of the newest stored reading (UTC), or None when there is none."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT max(ts) FROM readings").fetchone()
+    return row[0] if row else None
+
+
 def dead_letter_reasons(database_url: str, limit: int = 10) -> list[dict[str, Any]]:
     """The most frequent rejection codes with a sample reason."""
     with psycopg.connect(database_url, row_factory=dict_row) as conn:

@@ -115,6 +115,23 @@ def submit_month(settings: Settings, site_id: str, month: date) -> str:
     return str(state)
 
 
+def live_window(settings: Settings, now_s: float, duration_s: int,
+                reading_interval_s: int) -> tuple[int, int]:
+    """Start [epoch s] and length [s] of the live replay: the last ``duration_s`` up to now
+    (readings never run ahead of the wall clock, which ingest would reject as clock skew), on
+    the grid of ``reading_interval_s``, and never before the newest reading already stored,
+    so that a second run continues the first one instead of sending older readings again
+    (they would be duplicates, or too late behind the lateness bound)."""
+    from db.queries import newest_reading_time
+
+    start = int(now_s) - duration_s
+    newest = newest_reading_time(settings.database_reader_url)
+    if newest is not None:
+        start = max(start, int(newest.timestamp()))
+    start -= start % reading_interval_s
+    return start, max(int(now_s) - start, reading_interval_s)
+
+
 def _wait_for_readings(settings: Settings, clean_readings: int, timeout_s: int) -> None:
     from db.queries import pipeline_counts
 
@@ -157,12 +174,10 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     workers.append(start_ingest_ready(settings))
     workers.append(start_worker("api", settings))
     try:
-        # replay the last duration_s of simulated history up to now (readings never run
-        # ahead of the wall clock, which ingest would reject as clock skew)
-        start = int(time.time()) - args.duration_s
-        start -= start % 60
+        start, duration_s = live_window(settings, time.time(), args.duration_s,
+                                        args.reading_interval_s)
         sim_args = ["--start", datetime.fromtimestamp(start, UTC).isoformat(),
-                    "--duration-s", str(args.duration_s), "--speed", str(args.speed),
+                    "--duration-s", str(duration_s), "--speed", str(args.speed),
                     "--interval-s", str(args.reading_interval_s), "--seed", "7"]
         print(f"\n== 2. the zone, live: simulating {settings.registry_path}: "
               f"{' '.join(sim_args)}", flush=True)
