@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from core.readiness import READY_FILE_ENV
@@ -113,40 +113,43 @@ def log_path(settings: Settings, name: str) -> Path:
     return settings.state_dir / "logs" / f"{name}.log"
 
 
-def wait_for_log_line(proc: subprocess.Popen[bytes], path: Path, text: str,
-                      timeout_s: float = 60.0, offset: int = 0) -> None:
-    """Wait until ``text`` appears in the log at ``path`` after byte ``offset``; raise with
-    the log's tail when the worker exits or the time runs out."""
+def _wait_worker(proc: subprocess.Popen[bytes], log: Path, done: Callable[[], bool],
+                 what: str, timeout_s: float) -> None:
+    """Poll ``done`` until it holds; raise with the log's tail when the worker exits first or
+    the time runs out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if path.exists():
-            with open(path, "rb") as f:
-                f.seek(offset)
-                if text.encode() in f.read():
-                    return
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    tail = path.read_text(errors="replace")[-2000:] if path.exists() else "(no log)"
-    raise RuntimeError(f"worker did not log {text!r} within {timeout_s} s "
-                       f"(exit code {proc.poll()}); log {path}:\n{tail}")
-
-
-def wait_ready(proc: subprocess.Popen[bytes], settings: Settings, name: str,
-               timeout_s: float = 60.0) -> None:
-    """Wait until the worker ``name`` signalled readiness (its ready file exists); raise with
-    the log's tail when it exits or the time runs out."""
-    ready, path = ready_path(settings, name), log_path(settings, name)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if ready.exists():
+        if done():
             return
         if proc.poll() is not None:
             break
         time.sleep(0.1)
-    tail = path.read_text(errors="replace")[-2000:] if path.exists() else "(no log)"
-    raise RuntimeError(f"worker {name} did not signal readiness within {timeout_s} s "
-                       f"(exit code {proc.poll()}); log {path}:\n{tail}")
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+    raise RuntimeError(f"worker did not {what} within {timeout_s} s (exit code "
+                       f"{proc.poll()}); log {log}:\n{tail}")
+
+
+def wait_for_log_line(proc: subprocess.Popen[bytes], path: Path, text: str,
+                      timeout_s: float = 60.0, offset: int = 0) -> None:
+    """Wait until ``text`` appears in the log at ``path`` after byte ``offset`` (for faust's
+    own milestones, e.g. recovery done; readiness is :func:`wait_ready`)."""
+
+    def logged() -> bool:
+        if not path.exists():
+            return False
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return text.encode() in f.read()
+
+    _wait_worker(proc, path, logged, f"log {text!r}", timeout_s)
+
+
+def wait_ready(proc: subprocess.Popen[bytes], settings: Settings, name: str,
+               timeout_s: float = 60.0) -> None:
+    """Wait until the worker ``name`` signalled readiness (its ready file exists)."""
+    ready = ready_path(settings, name)
+    _wait_worker(proc, log_path(settings, name), ready.exists,
+                 f"signal readiness ({name})", timeout_s)
 
 
 def start_ingest_ready(settings: Settings, log_name: str = "ingest",
