@@ -592,7 +592,8 @@ def alert_annotations(row: Mapping[str, Any], link_base: str) -> dict[str, str]:
         if since else "",
         "deadline": row["deadline"].astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") +
         " (北京时间)" if row.get("deadline") else "",
-        "link": f"{link_base.rstrip('/')}/alerts/{row.get('alert_id', '')}",
+        # the site's page of the web view (its alerts, live chart and sub-meter tree)
+        "link": f"{link_base.rstrip('/')}/web/site/{row.get('site_id', '')}",
         "alert_id": str(row.get("alert_id", "")),
     }
     return out
