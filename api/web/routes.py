@@ -74,6 +74,25 @@ def site_data(request: Request, site_id: str, caller: ReadCaller,
     return {"now": now, **page}
 
 
+@router.get("/api/site/{site_id}/scorecard")
+def site_scorecard(request: Request, site_id: str, caller: ReadCaller) -> dict[str, Any]:
+    """The site's indicator scorecard, month to date (:func:`analytics.scorecard.
+    scorecard_for_site`): per metered or declared indicator its value, reference and status,
+    and the acceptance readiness."""
+    from analytics.scorecard import scorecard_for_site
+
+    now = datetime.now(UTC)
+    try:
+        card = scorecard_for_site(_settings(request).database_reader_url, site_id, "mtd", now)
+    except ValueError as exc:
+        raise HTTPException(404, str(exc)) from exc
+    keep = ("id", "name_zh", "name_en", "kind", "type_zh", "value", "unit", "reference_text",
+            "status", "status_zh", "completeness")
+    return {"now": now, "period": card["period"]["label"],
+            "readiness": card["readiness"],
+            "indicators": [{k: i.get(k) for k in keep} for i in card["indicators"]]}
+
+
 @router.get("/static/{path:path}")
 def static(path: str) -> FileResponse:
     file = (STATIC / path).resolve()

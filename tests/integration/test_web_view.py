@@ -178,6 +178,16 @@ def test_web_view_in_chromium(services: Settings, web_data: int, server: str,
             assert _drawn_pixels(page, "carrier-chart") > 500
             tree = page.inner_text("#meters tbody")
             assert tree.index("web-grid") < tree.index("web-office")
+            # the scorecard of the site (analytics.scorecard, month to date), with the same
+            # indicators as the function returns for it
+            page.wait_for_selector("#scorecard tbody tr")
+            from analytics.scorecard import scorecard_for_site
+
+            card = scorecard_for_site(services.database_reader_url, "web-site", "mtd")
+            metered = [i["name_zh"] for i in card["indicators"] if i["kind"] == "metered"]
+            shown = page.inner_text("#scorecard tbody")
+            assert metered and all(name in shown for name in metered), (metered, shown)
+            assert "验收准备 acceptance" in page.inner_text("#scorecard-readiness")
             grid_last = page.inner_text("#meters tr[data-meter='web-grid'] .last-value")
             assert float(grid_last.replace(",", "")) == pytest.approx(
                 METERS["web-grid"][0] + 16 * METERS["web-grid"][1])

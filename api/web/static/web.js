@@ -135,5 +135,25 @@
     });
   }
 
-  window.nzc = {startOverview: startOverview, startSite: startSite};
+  function startScorecard(siteId, pollS) {
+    // the scorecard changes slowly: every 12 polls of the page
+    poll("/web/api/site/" + encodeURIComponent(siteId) + "/scorecard", pollS * 12,
+      function (data) {
+        var r = data.readiness || {};
+        document.getElementById("scorecard-readiness").textContent =
+          data.period + " · 验收准备 acceptance: " + (r.ready ? "就绪 ready" : "未就绪 not ready") +
+          " (核心指标 core " + r.core_met + "/" + r.core_total + ")";
+        document.querySelector("#scorecard tbody").innerHTML = data.indicators
+          .filter(function (i) { return i.kind === "metered"; }).map(function (i) {
+            return "<tr><td>" + esc(i.name_zh) + " <span class=\"muted\">" + esc(i.name_en) +
+              "</span></td><td class=\"num\">" +
+              (i.value === null || i.value === undefined ? "–" : num(i.value, 3)) + " " +
+              esc(i.unit) + "</td><td>" + esc(i.reference_text) + "</td><td class=\"st-" +
+              esc(i.status).replace(/ /g, "-") + "\">" + esc(i.status_zh) + "</td></tr>";
+          }).join("");
+      });
+  }
+
+  window.nzc = {startOverview: startOverview, startSite: startSite,
+                startScorecard: startScorecard};
 })();
