@@ -55,6 +55,11 @@ def start_worker(kind: str, settings: Settings, env: dict[str, str] | None = Non
     pids = _pid_dir(settings)
     pids.mkdir(parents=True, exist_ok=True)
     (pids / f"{log_name or kind}.pid").write_text(f"{proc.pid}\n")
+    # on a loaded machine /proc may show the new process's command line a moment late; until
+    # it does, the record would look like a reused pid (bounded: 5 s, or until it exits)
+    deadline = time.monotonic() + 5.0
+    while not _is_worker(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
     return proc
 
 
