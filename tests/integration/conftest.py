@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +176,45 @@ def pipeline(services: Settings) -> Iterator[Pipeline]:
         # also when start-up failed: a leftover ingest with the same MQTT client id would
         # take the session over from the next run's ingest, back and forth
         p.stop_all()
+
+
+def nzc(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the ``nzc`` command of this checkout (the test session's environment)."""
+    return subprocess.run([str(REPO / ".venv" / "bin" / "nzc"), *args], capture_output=True,
+                          text=True, timeout=120, env=env or {**os.environ}, check=False)
+
+
+def add_users(users: Sequence[tuple[str, str, Sequence[str]]]) -> dict[str, str]:
+    """``nzc users add`` each (name, role, sites); name -> bearer token (printed once)."""
+    tokens = {}
+    for name, role, sites in users:
+        out = nzc("users", "add", name, "--role", role,
+                  *[a for x in sites for a in ("--site", x)])
+        assert out.returncode == 0, out.stderr
+        tokens[name] = out.stdout.strip().splitlines()[-1]
+    return tokens
+
+
+@contextmanager
+def running_api(settings: Settings, port: int, log_name: str) -> Iterator[str]:
+    """``nzc api`` on loopback ``port`` (restatement scan off) until the block ends; yields
+    its base URL once ``/openapi.json`` answers."""
+    import httpx
+
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "NZC_API_PORT": str(port), "NZC_RESTATEMENT_SCAN_S": "0"}
+    with open(settings.state_dir / log_name, "w") as log:
+        proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "nzc"), "api"], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            def up() -> bool:
+                assert proc.poll() is None, f"nzc api exited; see {log.name}"
+                try:
+                    return httpx.get(f"{base}/openapi.json", timeout=2).status_code == 200
+                except httpx.TransportError:
+                    return False
+            wait_for(up, 60, "the API to answer")
+            yield base
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from psycopg.rows import dict_row
 
 from core.settings import Settings
 
-from .conftest import _OFF, REPO, wait_for
+from .conftest import _OFF, add_users, nzc, running_api
 
 pytestmark = pytest.mark.services
 
@@ -100,8 +99,7 @@ def _write_intervals(url: str, rows: list[tuple[str, str, int, str, float, float
 
 
 def _nzc(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(REPO / ".venv" / "bin" / "nzc"), *args], capture_output=True,
-                          text=True, timeout=120, env={**os.environ}, check=False)
+    return nzc(*args)
 
 
 @pytest.fixture(scope="module")
@@ -119,33 +117,12 @@ def api(services: Settings) -> Iterator[dict[str, Any]]:
              "grid") for k in range(N // 2)]
     _write_intervals(s.database_url, grid + sub + gas + half)
 
-    tokens = {}
-    for name, role, sites in (("admin", "admin", []), ("rita", "reviewer", []),
-                              ("mia", "site_manager", ["rev-a"]),
-                              ("max", "site_manager", ["rev-b"]),
-                              ("fay", "facility_staff", ["rev-a"]),
-                              ("gone", "site_manager", ["rev-a"])):
-        site_args = [a for x in sites for a in ("--site", x)]
-        out = _nzc(s, "users", "add", name, "--role", role, *site_args)
-        assert out.returncode == 0, out.stderr
-        tokens[name] = out.stdout.strip().splitlines()[-1]
-    env = {**os.environ, "NZC_API_PORT": str(API_PORT), "NZC_RESTATEMENT_SCAN_S": "0"}
-    log = open(s.state_dir / "api-test.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "nzc"), "api"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        def up() -> bool:
-            assert proc.poll() is None, f"nzc api exited; see {log.name}"
-            try:
-                return httpx.get(f"{BASE}/openapi.json", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-        wait_for(up, 60, "the API to answer")
+    tokens = add_users((("admin", "admin", []), ("rita", "reviewer", []),
+                        ("mia", "site_manager", ["rev-a"]), ("max", "site_manager", ["rev-b"]),
+                        ("fay", "facility_staff", ["rev-a"]),
+                        ("gone", "site_manager", ["rev-a"])))
+    with running_api(s, API_PORT, "api-test.log"):
         yield {"tokens": tokens, "settings": s}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
 
 
 def _h(api: dict[str, Any], who: str) -> dict[str, str]:

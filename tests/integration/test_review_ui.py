@@ -15,8 +15,6 @@ playwright (no browser download), poppler's tools on the PDFs.
 from __future__ import annotations
 
 import io
-import os
-import subprocess
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
@@ -30,7 +28,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from core.settings import Settings
 from reports.document import fmt
-from tests.integration.conftest import _OFF, REPO, wait_for
+from tests.integration.conftest import _OFF, REPO, add_users, nzc, running_api
 from tests.integration.test_review_api import GAS_M3, KGCE_KWH, KGCE_M3, N, _write_intervals
 from tests.integration.test_web_view import CHROMIUM, CHROMIUM_ARGS
 from tests.unit.test_reports import _check_pdf, _squash
@@ -55,9 +53,7 @@ ON CONFLICT DO NOTHING;
 LATE = 7  # the interval of ui-a's gas meter that arrives after verification
 
 
-def _nzc(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(REPO / ".venv" / "bin" / "nzc"), *args], capture_output=True,
-                          text=True, timeout=120, env=env or {**os.environ}, check=False)
+_nzc = nzc
 
 
 @pytest.fixture(scope="module")
@@ -72,35 +68,14 @@ def ui(services: Settings) -> Iterator[dict[str, Any]]:
     rows += [("ui-b-grid", "ui-b", k, "grid_import", 5.0, 5.0 * KGCE_KWH / 1000, "grid")
              for k in range(N)]
     _write_intervals(s.database_url, rows)
-    tokens = {}
-    for name, role, sites in (("rose", "reviewer", []), ("mike", "site_manager", ["ui-a"]),
-                              ("bob", "site_manager", ["ui-b"])):
-        out = _nzc("users", "add", name, "--role", role,
-                   *[a for x in sites for a in ("--site", x)])
-        assert out.returncode == 0, out.stderr
-        tokens[name] = out.stdout.strip().splitlines()[-1]
-    env = {**os.environ, "NZC_API_PORT": str(API_PORT), "NZC_RESTATEMENT_SCAN_S": "0"}
-    log = open(s.state_dir / "api-ui-test.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([str(REPO / ".venv" / "bin" / "nzc"), "api"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        def up() -> bool:
-            assert proc.poll() is None, f"nzc api exited; see {log.name}"
-            try:
-                return httpx.get(f"{BASE}/openapi.json", timeout=2).status_code == 200
-            except httpx.TransportError:
-                return False
-        wait_for(up, 60, "the API to answer")
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                yield {"tokens": tokens, "settings": s, "browser": browser}
-            finally:
-                browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+    tokens = add_users((("rose", "reviewer", []), ("mike", "site_manager", ["ui-a"]),
+                        ("bob", "site_manager", ["ui-b"])))
+    with running_api(s, API_PORT, "api-ui-test.log"), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield {"tokens": tokens, "settings": s, "browser": browser}
+        finally:
+            browser.close()
 
 
 def _api(ui: dict[str, Any], who: str, method: str, path: str, body: Any = None

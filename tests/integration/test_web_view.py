@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +25,15 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from api.web.app import make_app
 from core.settings import Settings
-from tests.integration.conftest import _OFF, REPO, Pipeline, publish_payloads, query, wait_for
+from tests.integration.conftest import (
+    _OFF,
+    REPO,
+    Pipeline,
+    add_users,
+    publish_payloads,
+    query,
+    wait_for,
+)
 
 pytestmark = pytest.mark.services
 
@@ -87,16 +94,12 @@ def server(services: Settings) -> Iterator[str]:
 def users(services: Settings) -> dict[str, str]:
     """name -> token: a reviewer, the web site's manager (names unique per run)."""
     tag = secrets.token_hex(3)
+    names = {"rev": f"web-rev-{tag}", "mgr": f"web-mgr-{tag}"}
+    added = add_users(((names["rev"], "reviewer", []),
+                       (names["mgr"], "site_manager", ["web-site"])))
     tokens = {}
-    for who, role, sites in (("rev", "reviewer", []), ("mgr", "site_manager", ["web-site"])):
-        name = f"web-{who}-{tag}"
-        out = subprocess.run(
-            [str(REPO / ".venv" / "bin" / "nzc"), "users", "add", name, "--role", role,
-             *[a for x in sites for a in ("--site", x)]],
-            capture_output=True, text=True, timeout=120, env={**os.environ}, check=False)
-        assert out.returncode == 0, out.stderr
-        tokens[who] = out.stdout.strip().splitlines()[-1]
-        tokens[f"{who}-name"] = name
+    for who, name in names.items():
+        tokens[who], tokens[f"{who}-name"] = added[name], name
     return tokens
 
 
