@@ -14,7 +14,9 @@ Prints, in one run on the same machine:
    published every ``meters / rate`` seconds and its time of arrival in ``readings`` is polled
    on one meter per gateway;
 5. restart recovery: the stream workers are stopped and started again, and the time until the
-   next round is in the database is printed (group join + table recovery + catch-up).
+   next round is in the database is printed (group join + table recovery + catch-up): once on
+   the machine's local state ("warm": RocksDB files plus the changelog written since), once on
+   an empty state folder ("cold": a machine without local state recovers the whole changelog).
 
 Uses the services of the current settings (``nzc services up``; set ``NZC_*`` ports to share a
 machine) with a generated registry (ids unique per run), and starts its own workers. Bounded:
@@ -31,6 +33,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -286,9 +289,10 @@ def wait_round(conn: psycopg.Connection[Any], sample: list[str], ts: int, timeou
     return None
 
 
-def _recovery_line(path: Path) -> str:
-    """Group joins and table recovery of one worker, from its info log: the time of the first
-    assignment and of every "Recovery complete" / "Worker ready" line."""
+def _recovery_line(path: Path, since: float | None = None) -> str:
+    """Group joins and table recovery of one worker, from its info log: the time of every
+    assignment and "Restore complete" / "Worker ready" line, after the first assignment or
+    after ``since`` [epoch s] (the restart)."""
     from datetime import datetime
 
     stamps: list[tuple[str, datetime]] = []
@@ -299,8 +303,8 @@ def _recovery_line(path: Path) -> str:
                     stamps.append((what, datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f")))
     if not stamps:
         return "(no recovery lines in the log)"
-    first = stamps[0][1]
-    return ", ".join(f"{w} +{(t - first).total_seconds():.1f} s" for w, t in stamps[:8])
+    first = stamps[0][1].timestamp() if since is None else since
+    return ", ".join(f"{w} +{t.timestamp() - first:.1f} s" for w, t in stamps[:8])
 
 
 def _start_profiles(folder: Path, groups: dict[str, list[int]]) -> list[subprocess.Popen[bytes]]:
@@ -363,6 +367,7 @@ def main() -> int:
         print(f"ceiling COPY + upsert:      {50_000 / copy_s:9.0f} rows/s")
 
     status = manager.status(s)
+    cold = s.state_dir / f"bench-cold-state-{run}"  # the cold restart's empty local state
     streams = [start_worker("stream", s, log_name=f"bench-stream{w}-{run}")
                for w in range(a.workers)]
     ingest = start_ingest_ready(s, log_name=f"bench-ingest-{run}")
@@ -439,7 +444,7 @@ def main() -> int:
                 print(f"cpu {name:10s} {us:8.1f} µs/reading   rss {after[name][1] / 1024:7.1f} MiB")
             sizes = changelog_sizes(s, f"{load.site}-")
             if sizes:
-                print(f"meter state (newest changelog value, JSON): mean "
+                print(f"meter state (newest changelog value, MeterState.to_bytes): mean "
                       f"{statistics.mean(sizes) / 1024:.2f} KiB, max {max(sizes) / 1024:.2f} KiB "
                       f"over {len(sizes)} meters (lateness {s.lateness_s} s, 1-minute readings)")
             print(f"TOTAL {total:.1f} µs/reading (ingest + stream workers + Kafka + PostgreSQL;"
@@ -475,27 +480,36 @@ def main() -> int:
                       f"({len(lat)} rounds): p50 {q[49]:.3f} s  p95 {q[94]:.3f} s  "
                       f"p99 {q[98]:.3f} s  (a round's rows are polled, so +<=20 ms)")
 
-            # restart recovery
-            for p in streams:
-                stop_worker(p)
-            t = time.perf_counter()
-            names = [f"bench-stream{w}-{run}-b" for w in range(a.workers)]
-            streams = [start_worker("stream", s, log_name=n, extra_args=["--loglevel", "info"])
-                       for n in names]
-            procs = [*streams, ingest]
+            # restart recovery: (1) the same workers again, on the machine's local state
+            # (RocksDB: the changelog written since); (2) on an empty state folder, as on a
+            # machine without the local state (the whole changelog)
             k = k0 + steady_rounds
-            publish(s, load.round(k))
-            w = wait_round(conn, sample, load.ts(k), a.timeout_s, 0.1)
-            total_s = time.perf_counter() - t
-            print(f"restart: {a.workers} stream workers stopped and started again; the next "
-                  f"round was in the database after {total_s:.1f} s ({a.meters} meters)"
-                  if w is not None else "restart: the next round never arrived")
-            for name in names:
-                print(f"  {name}: {_recovery_line(log_path(s, name))}")
+            for label, env in (("warm", None), ("cold", {"NZC_STREAM_STATE_DIR": str(cold)})):
+                for p in streams:
+                    stop_worker(p)
+                t, t_wall = time.perf_counter(), time.time()
+                names = [f"bench-stream{w}-{run}-{label}" for w in range(a.workers)]
+                streams = [start_worker("stream", s, log_name=n, env=env,
+                                        extra_args=["--loglevel", "info"]) for n in names]
+                procs = [*streams, ingest]
+                publish(s, load.round(k))
+                w = wait_round(conn, sample, load.ts(k), a.timeout_s, 0.1)
+                total_s = time.perf_counter() - t
+                k += 1
+                what = ("local state + the changelog since" if label == "warm"
+                        else "empty local state: the whole changelog")
+                print(f"restart ({label}, {what}): {a.workers} stream workers stopped and "
+                      f"started again; the next round was in the database after {total_s:.1f} s "
+                      f"({a.meters} meters)"
+                      if w is not None else f"restart ({label}): the next round never arrived")
+                for name in names:
+                    print(f"  {name} (after the restart): "
+                          f"{_recovery_line(log_path(s, name), t_wall)}")
     finally:
         for p in procs:
             stop_worker(p)
         reg_path.unlink(missing_ok=True)
+        shutil.rmtree(cold, ignore_errors=True)
         refresh_broker(demo_settings)  # the demo's gateways may publish again
     return 0
 

@@ -82,6 +82,12 @@ class Settings:
     # MQTT topic filters the ingest bridge subscribes to (NZC_MQTT_SUBSCRIPTIONS, comma-separated;
     # default DEFAULT_MQTT_SUBSCRIPTIONS: our format and every supported gateway format)
     mqtt_subscriptions: tuple[str, ...] = ()
+    #: where a stream worker keeps the meter states: "rocksdb" (local files, a restart reads
+    #: only the changelog written since) or "memory" (a restart replays the whole changelog)
+    stream_store: str = "rocksdb"
+    #: the stream workers' local state (RocksDB files, one database per partition), shared by
+    #: the workers of one machine (NZC_STREAM_STATE_DIR; default <state>/stream-state)
+    stream_state_dir: Path | None = None
     # --- MQTT credentials and TLS (issue 9; core.secret_store, core.mqtt_identities) ---
     # NZC_MQTT_TLS=1: clients connect with TLS to NZC_MQTT_PORT and the broker has no
     # plaintext listener; 0 (local default): NZC_MQTT_PORT is plaintext (with passwords and
@@ -142,6 +148,11 @@ class Settings:
         return {user: pw for user, pw in pairs if pw is not None}
 
     @property
+    def stream_state_root(self) -> Path:
+        """The stream workers' local state folder (:attr:`stream_state_dir`)."""
+        return self.stream_state_dir or self.state_dir / "stream-state"
+
+    @property
     def mqtt_ca_path(self) -> Path | None:
         """The CA clients verify the broker with: NZC_MQTT_CA_FILE, else the launcher's."""
         if self.mqtt_ca_file is not None:
@@ -181,6 +192,9 @@ class Settings:
             topic_partitions=_env_int("NZC_TOPIC_PARTITIONS", 12),
             processing_guarantee=_env("NZC_PROCESSING_GUARANTEE", "at_least_once"),
             kafka_session_timeout_s=float(_env_int("NZC_KAFKA_SESSION_TIMEOUT_S", 30)),
+            stream_store=_env("NZC_STREAM_STORE", "rocksdb"),
+            stream_state_dir=Path(_env("NZC_STREAM_STATE_DIR",
+                                       str(state_dir / "stream-state"))),
             max_gap_s=float(_env_int("NZC_MAX_GAP_S", 1800)),
             factors_path=Path(p) if (p := _env("NZC_FACTORS", "")) else None,
             mqtt_subscriptions=tuple(

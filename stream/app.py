@@ -9,11 +9,13 @@ rejections) --store_dead_letters--> PostgreSQL.
 
 * per-meter order: a meter belongs to one gateway, so its readings are on one partition, and
   one agent instance applies them in order to the meter's state (faust table ``meter_state``,
-  changelogged, keyed by meter, on the partition of the readings that changed it);
+  changelogged, keyed by meter, on the partition of the readings that changed it; the value
+  is :meth:`MeterState.to_bytes`);
 * a flush happens when ``FLUSH_READINGS`` readings are waiting or every ``FLUSH_WITHIN_S``;
   it writes, in this order: (1) the database, one transaction (newest total of every interval
   touched, its emission rows, the readings, the rejections); (2) the changelog of the meters
-  touched (their state serialised once, at the moment the batch was cut); (3) the
+  touched (their state serialised once, at the moment the batch was cut, and written to the
+  local store in the same step); (3) the
   acknowledgement of the batch's Kafka records. faust commits offsets only for acknowledged
   records and flushes the producer (changelog included) before it commits; so committed
   offsets <= changelog <= database, and a crash anywhere replays readings onto a state that
@@ -21,6 +23,19 @@ rejections) --store_dead_letters--> PostgreSQL.
   upserts);
 * the database failing makes the flush retry with back-off and the agent wait (back-pressure);
   a record the database refuses is quarantined by the sink, never retried forever.
+
+Where the states live (:class:`StateStore`): by default faust's RocksDB store (rocksdict), in
+``NZC_STREAM_STATE_DIR`` (``<state>/stream-state``), one database per partition that records
+the newest changelog offset it holds; a restarted worker then reads only the changelog written
+since (Kafka Streams' local state with its checkpoint), not the whole changelog as the memory
+store does. The workers of one machine share the folder: a partition's database is locked by
+the worker that has it open, and a partition that moves to another worker of the machine at a
+rebalance is opened there with its offset (faust retries a locked database for 30 s). The
+local files may be ahead of the changelog (a crash between the two writes) but never ahead of
+the database, and readings not yet committed are replayed by the next owner, which then
+writes the changelog: so readings replayed onto them are duplicates as above. They belong to
+one Kafka cluster: a worker that finds them written against another cluster (``nzc services
+reset``, a new broker) deletes them and recovers from the changelog.
 
 (faust's own ``take()`` acknowledges a batch even when the agent raised, and stalled here for
 minutes under load, hence the explicit ``noack()`` + acknowledge after the flush.)
@@ -32,15 +47,20 @@ produced (nothing consumed them but the sink).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
+import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import faust
 import orjson
+import rocksdict
+from faust.stores.rocksdb import Store as RocksDBStore
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from carbon.counters import IntervalEnergy, MeterState
@@ -87,6 +107,59 @@ def decode_readings(raw: bytes) -> list[ReadingRecord]:
         raise
 
 
+class StateStore:
+    """The meter states between flushes: faust's storage of table ``meter_state``, read and
+    written by partition.
+
+    faust's own ``table[key] = value`` takes the partition from the current event, but a flush
+    runs from a timer or on behalf of many partitions; so the flush writes each partition's
+    database (RocksDB) or the dict (memory store) itself, then the changelog record
+    (``send_changelog``, whose acknowledgement records the persisted offset)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, partition: int, meter: str) -> MeterState:
+        """The stored state of ``meter`` (a fresh state when none is stored)."""
+        store = self.table.data
+        if isinstance(store, RocksDBStore):
+            blob = store._db_for_partition(partition).get(store._encode_key(meter))
+        else:
+            blob = store.get(meter)
+        return decode_state(blob)
+
+    def put_many(self, states: Mapping[str, tuple[int, bytes]]) -> None:
+        """Store ``meter -> (partition, blob)`` locally, then send them to the changelog."""
+        store = self.table.data
+        if isinstance(store, RocksDBStore):
+            batches: dict[int, Any] = {}
+            for meter, (partition, blob) in states.items():
+                key = store._encode_key(meter)
+                batch = batches.get(partition)
+                if batch is None:
+                    batch = batches[partition] = rocksdict.WriteBatch(raw_mode=True)
+                batch.put(key, blob)
+                store._key_index[key] = partition
+            for partition, batch in batches.items():
+                store._db_for_partition(partition).write(batch)
+        else:
+            for meter, (_, blob) in states.items():
+                store[meter] = blob
+        for meter, (partition, blob) in states.items():
+            self.table.send_changelog(partition, meter, blob, value_serializer="raw")
+
+
+def decode_state(blob: Any) -> MeterState:
+    """A stored meter state: :meth:`MeterState.to_bytes`, or the JSON of earlier versions."""
+    if not blob:
+        return MeterState()
+    if isinstance(blob, dict):
+        return MeterState.from_json(blob)
+    if bytes(blob[:1]) == b"{":
+        return MeterState.from_json(orjson.loads(blob))
+    return MeterState.from_bytes(bytes(blob))
+
+
 @dataclass
 class _Cut:
     """What one flush writes: the batch cut from the batcher at one instant."""
@@ -95,7 +168,7 @@ class _Cut:
     intervals: list[IntervalRow]
     readings: list[ReadingRecord]
     dead: list[DeadLetter]
-    states: dict[str, tuple[int, bytes, dict[str, Any]]]  # meter -> (partition, blob, value)
+    states: dict[str, tuple[int, bytes]]  # meter -> (partition, MeterState.to_bytes())
 
 
 @dataclass
@@ -103,7 +176,7 @@ class IntervalBatcher:
     """Applies readings to meter states and flushes batches (see the module docstring)."""
 
     ctx: logic.StreamContext
-    table: Any
+    store: StateStore
     sink: Sink
     flush_readings: int = FLUSH_READINGS
     states: dict[str, MeterState] = field(default_factory=dict)
@@ -116,11 +189,11 @@ class IntervalBatcher:
     flushed_readings: int = 0
     flush_seconds: float = 0.0
 
-    def state_of(self, meter_id: str) -> MeterState:
-        """The live state of ``meter_id`` (from the table on first use)."""
+    def state_of(self, meter_id: str, partition: int) -> MeterState:
+        """The live state of ``meter_id`` (from the store on first use)."""
         st = self.states.get(meter_id)
         if st is None:
-            st = self.states[meter_id] = MeterState.from_json(self.table.get(meter_id))
+            st = self.states[meter_id] = self.store.get(partition, meter_id)
         return st
 
     def apply(self, event: Any) -> None:
@@ -141,7 +214,7 @@ class IntervalBatcher:
                 self.dead.extend(logic.apply_reading(self.ctx, MeterState(), reading)[1])
                 continue
             try:
-                state = self.state_of(reading.meter_id)
+                state = self.state_of(reading.meter_id, partition)
                 changed, dead = logic.apply_reading(self.ctx, state, reading)
             except Exception as exc:  # one bad reading must not stop the agent
                 log.exception("compute_intervals failed on %r", reading)
@@ -172,10 +245,8 @@ class IntervalBatcher:
                 dead.append(logic.processing_error(
                     {"meter_id": iv.meter_id, "interval_start_ms": iv.interval_start_ms},
                     "emission_rows", exc))
-        states = {}
-        for meter, partition in self.dirty.items():
-            value = self.states[meter].to_json()
-            states[meter] = (partition, orjson.dumps(value), value)
+        states = {meter: (partition, self.states[meter].to_bytes())
+                  for meter, partition in self.dirty.items()}
         cut = _Cut(self.events, rows, self.readings, dead, states)
         self.events, self.readings, self.dead = [], [], []
         self.intervals, self.dirty = {}, {}
@@ -197,9 +268,8 @@ class IntervalBatcher:
                                        intervals=cut.intervals, readings=cut.readings,
                                        dead=cut.dead,
                                        refresh_within_s=ROLLUP_REFRESH_S if full else 0.0)
-            for meter, (partition, blob, value) in cut.states.items():
-                self.table.data[meter] = value
-                self.table.send_changelog(partition, meter, blob, value_serializer="raw")
+            self.store.put_many(cut.states)
+            for meter in cut.states:
                 if meter not in self.dirty:
                     # not touched since the cut: the table holds it; drop the live copy
                     self.states.pop(meter, None)
@@ -287,12 +357,23 @@ class _StreamApp(faust.App):
         return _Transport(self.conf.broker_consumer, self)
 
 
+#: RocksDB options of each partition's database (faust's defaults are sized for big tables:
+#: 64 MiB write buffers per partition; ours hold a few KiB per meter).
+ROCKSDB_OPTIONS = {"driver": "rocksdict", "write_buffer_size": 8 * 1024 * 1024,
+                   "max_write_buffer_number": 2, "block_cache_size": 16 * 1024 * 1024,
+                   "target_file_size_base": 16 * 1024 * 1024}
+
+
 def create_app(settings: Settings, ctx: logic.StreamContext) -> faust.App:
     """Build the faust app with its topics, table and agents."""
+    if settings.stream_store not in ("rocksdb", "memory"):
+        raise ValueError(f"NZC_STREAM_STORE must be rocksdb or memory, not "
+                         f"{settings.stream_store!r}")
     app = _StreamApp(
         "nzc-stream",
         broker=f"kafka://{settings.kafka_bootstrap}",
-        store="memory://",
+        store=f"{settings.stream_store}://",
+        datadir=str(settings.stream_state_root),
         key_serializer="json",
         value_serializer="json",
         topic_partitions=settings.topic_partitions,
@@ -317,16 +398,22 @@ def create_app(settings: Settings, ctx: logic.StreamContext) -> faust.App:
         "meter_state",
         default=None,
         partitions=settings.topic_partitions,
+        key_type=str,
+        value_type=bytes,
+        options=dict(ROCKSDB_OPTIONS) if settings.stream_store == "rocksdb" else None,
         # a meter's whole state is written once per flush: roll segments often so that
-        # compaction keeps the changelog (and a restarting worker's recovery) short
+        # compaction keeps the changelog short (what a worker without local state recovers)
         extra_topic_configs={
-            "segment.ms": 600_000,
+            "segment.ms": 60_000,
             "min.cleanable.dirty.ratio": 0.1,
             "delete.retention.ms": 3_600_000,
         },
     )
+    # values are MeterState.to_bytes() (decode_state); faust would pick JSON for any type that
+    # is not a model, and builds the store and the changelog topic on first use, after this
+    meter_state.value_serializer = "raw"  # type: ignore[attr-defined]
     sink = Sink(settings.database_url)
-    batcher = IntervalBatcher(ctx, meter_state, sink)
+    batcher = IntervalBatcher(ctx, StateStore(meter_state), sink)
     dead = DeadLetterBatcher(sink)
 
     @app.agent(readings_t, name="compute_intervals")
@@ -358,6 +445,46 @@ def create_app(settings: Settings, ctx: logic.StreamContext) -> faust.App:
     return app
 
 
+async def _kafka_cluster_id(settings: Settings) -> str:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap,
+                                request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        return str((await admin.describe_cluster()).get("cluster_id") or "")
+    finally:
+        await admin.close()
+
+
+def check_local_state(datadir: Path, cluster_id: str) -> bool:
+    """Keep the workers' local state only if it was written against Kafka cluster
+    ``cluster_id``; otherwise delete it (its recorded changelog offsets mean nothing there).
+    Returns whether it was kept. Workers starting together check one at a time (a lock file
+    beside the folder), before any of them opens a database."""
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    with open(datadir.parent / f".{datadir.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _check_local_state(datadir, cluster_id)
+
+
+def _check_local_state(datadir: Path, cluster_id: str) -> bool:
+    marker = datadir / "kafka-cluster-id"
+    kept = True
+    if datadir.exists():
+        seen = marker.read_text(encoding="utf-8").strip() if marker.exists() else ""
+        if seen != cluster_id or not cluster_id:
+            log.warning("本地状态属于另一个 Kafka 集群，已删除 local meter states in %s were "
+                        "written against Kafka cluster %r, not %r: deleted, recovering from "
+                        "the changelog", datadir, seen, cluster_id)
+            shutil.rmtree(datadir)
+            kept = False
+    datadir.mkdir(parents=True, exist_ok=True)
+    if cluster_id:
+        marker.write_text(cluster_id + "\n", encoding="utf-8")
+    return kept
+
+
 def run_worker(settings: Settings, loglevel: str = "warning") -> None:
     """Start one stream worker in the foreground (blocks until stopped)."""
     from core.factors_io import load_factor_library
@@ -374,6 +501,8 @@ def run_worker(settings: Settings, loglevel: str = "warning") -> None:
         lateness_s=settings.lateness_s,
         max_gap_s=settings.max_gap_s,
     )
+    if settings.stream_store == "rocksdb":
+        check_local_state(settings.stream_state_root, asyncio.run(_kafka_cluster_id(settings)))
     app = create_app(settings, ctx)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     # faust's progress spinner sets the root logger to DEBUG, so that every debug call of

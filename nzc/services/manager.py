@@ -171,6 +171,8 @@ def reset(settings: Settings) -> None:
                     shutil.rmtree(path)
                 else:
                     path.unlink(missing_ok=True)
+        # the stream workers' local meter states belong to the Kafka data just deleted
+        shutil.rmtree(settings.stream_state_root, ignore_errors=True)
 
 
 def format_status(report: dict[str, ServiceStatus]) -> str:

@@ -130,7 +130,8 @@ class Pipeline:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.starts = {"ingest": 0, "stream": 0}
 
-    def start(self, kind: str) -> None:
+    def start(self, kind: str, env: dict[str, str] | None = None) -> None:
+        """Start a worker of ``kind`` (``env``: extra environment of a stream worker)."""
         from nzc.procs import start_ingest_ready, start_worker
 
         self.starts[kind] += 1
@@ -138,7 +139,7 @@ class Pipeline:
         if kind == "ingest":
             self.procs[kind] = start_ingest_ready(self.settings, log_name=name)
         else:
-            self.procs[kind] = start_worker(kind, self.settings, log_name=name)
+            self.procs[kind] = start_worker(kind, self.settings, log_name=name, env=env)
 
     def kill(self, kind: str) -> None:
         """SIGKILL: no clean shutdown, no flush, no commit."""

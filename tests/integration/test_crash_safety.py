@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -43,6 +45,25 @@ def _count(pipeline: Pipeline) -> int:
                      " 'crash-%%'")[0][0])
 
 
+def _local_offsets(folder: Path) -> dict[int, int]:
+    """partition -> the newest changelog offset that the local state in ``folder`` holds
+    (faust's RocksDB store records it in each partition's database)."""
+    import rocksdict
+
+    tables = folder / "v1" / "tables"
+    out = {}
+    for path in sorted(tables.glob("meter_state-*.db")):
+        db = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True),
+                             access_type=rocksdict.AccessType.read_only())
+        try:
+            value = db.get(b"__faust\x00offset__")
+        finally:
+            db.close()
+        if value is not None:
+            out[int(path.name.split("-")[1].split(".")[0])] = int(value)
+    return out
+
+
 def test_sigkill_stream_and_ingest_lose_and_double_nothing(pipeline: Pipeline) -> None:
     s = pipeline.settings
     readings = _readings()
@@ -61,11 +82,19 @@ def test_sigkill_stream_and_ingest_lose_and_double_nothing(pipeline: Pipeline) -
     publisher.join(timeout=120)
     assert not publisher.is_alive()
     pipeline.start("ingest")
-    pipeline.start("stream")
+    # as on another machine: an empty local state folder, the whole changelog to recover
+    elsewhere = s.state_dir / "stream-state-elsewhere"
+    shutil.rmtree(elsewhere, ignore_errors=True)
+    pipeline.start("stream", env={"NZC_STREAM_STATE_DIR": str(elsewhere)})
 
+    before = _count(pipeline)
     publish_payloads(s, c)
-    wait_for(lambda: _count(pipeline) >= 200, 120, "the restarted pipeline to move")
-    pipeline.kill("stream")  # and once more, while it catches up
+    wait_for(lambda: _count(pipeline) >= before + 200, 120, "the restarted pipeline to move")
+    pipeline.kill("stream")  # and once more, while it catches up; this time it comes back on
+    # the machine's local state (RocksDB), left by the first worker: behind the changelog
+    # that the second one wrote, so it recovers from the offsets recorded there
+    offsets = _local_offsets(s.stream_state_root)
+    assert offsets, "the first worker recorded no changelog offset in its local state"
     pipeline.start("stream")
 
     expected = {m: interval_quantities(series, INTERVAL) for m, series in readings.items()}

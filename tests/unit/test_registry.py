@@ -259,3 +259,26 @@ def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
 def test_an_impossible_date_is_refused(tmp_path: Path) -> None:
     text = GOOD.replace("construction_start: 2024-01-01", "construction_start: 2026-02-30")
     refused(tmp_path, text, "line 8", "'construction_start'", "2026-02-30")
+
+
+def test_libyaml_path_builds_and_refuses_exactly_like_the_python_loader(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.registry_yaml as ry
+
+    assert ry._FastLoader is not None, "PyYAML without libyaml: the fast path is never taken"
+    samples = sorted(Path("simulators/sites").glob("*.yaml"))
+    dup = tmp_path / "dup.yaml"
+    dup.write_text(GOOD.replace("    city: Chengdu\n", "    city: Chengdu\n    city: Mianyang\n"))
+
+    def load_all() -> tuple[list[object], str]:
+        regs: list[object] = [load_registry(p) for p in samples]
+        with pytest.raises(RegistryError) as err:
+            load_registry(dup)
+        return regs, str(err.value)
+
+    fast = load_all()
+    monkeypatch.setattr(ry, "_FastLoader", None)
+    slow = load_all()
+    assert len(fast[0]) == 7
+    assert fast == slow
+    assert "line 7" in fast[1]

@@ -1,0 +1,60 @@
+"""The stream worker's stored meter states: their encoding and the local-state guard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from carbon.counters import MeterState
+from stream.app import check_local_state, decode_state
+
+from .test_counters import MIN, T0, Reading, deliver
+
+
+def _state() -> MeterState:
+    seq: list[Reading] = [("r", T0 + k * MIN, 2.5 * k, 0) for k in range(90)]
+    return deliver(seq, lateness_s=3600)[3]
+
+
+def test_stored_states_decode_from_bytes_and_from_earlier_json() -> None:
+    state = _state()
+    data = state.to_bytes()
+    assert len(data) > 100  # it holds the kept readings
+    assert decode_state(data).to_bytes() == data
+    assert decode_state(bytearray(data)).to_bytes() == data
+    # values written by the versions before the binary form (a changelog not yet compacted)
+    assert decode_state(orjson.dumps(state.to_json())).to_bytes() == data
+    assert decode_state(state.to_json()).to_bytes() == data
+    for empty in (None, b""):
+        assert decode_state(empty).to_bytes() == MeterState().to_bytes()
+
+
+def test_local_state_of_another_kafka_cluster_is_deleted(tmp_path: Path) -> None:
+    folder = tmp_path / "stream-1"
+    assert check_local_state(folder, "cluster-A") is True  # new: created, marked
+    db = folder / "v1" / "tables" / "meter_state-0.db"
+    db.mkdir(parents=True)
+    (db / "000004.log").write_bytes(b"x")
+    assert check_local_state(folder, "cluster-A") is True
+    assert db.exists()  # same cluster: kept
+    assert check_local_state(folder, "cluster-B") is False  # e.g. after `nzc services reset`
+    assert not db.exists()
+    assert (folder / "kafka-cluster-id").read_text().strip() == "cluster-B"
+    # a folder without the mark (written by an unknown cluster) is not trusted either
+    (folder / "kafka-cluster-id").unlink()
+    db.mkdir(parents=True)
+    assert check_local_state(folder, "cluster-B") is False
+    assert not db.exists()
+
+
+def test_local_state_folder_is_shared_and_configurable(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from core.settings import Settings
+
+    monkeypatch.delenv("NZC_STREAM_STATE_DIR", raising=False)
+    s = Settings.from_env()
+    assert s.stream_state_root == s.state_dir / "stream-state"
+    monkeypatch.setenv("NZC_STREAM_STATE_DIR", str(tmp_path / "elsewhere"))
+    assert Settings.from_env().stream_state_root == tmp_path / "elsewhere"
