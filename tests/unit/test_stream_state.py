@@ -58,3 +58,13 @@ def test_local_state_folder_is_shared_and_configurable(
     assert s.stream_state_root == s.state_dir / "stream-state"
     monkeypatch.setenv("NZC_STREAM_STATE_DIR", str(tmp_path / "elsewhere"))
     assert Settings.from_env().stream_state_root == tmp_path / "elsewhere"
+
+
+def test_nothing_is_committed_past_an_unacknowledged_head() -> None:
+    from stream.app import head_is_missing
+
+    # committed offset 100: the record at 100 is the next to commit
+    assert head_is_missing(101, 100, False)  # 100 missing, 101.. acknowledged: hold
+    assert not head_is_missing(100, 100, False)  # 100 acknowledged: commit
+    assert not head_is_missing(101, 100, True)  # 100 is a transaction marker (faust's gap)
+    assert head_is_missing(1, 0, False)  # never committed: the first record is offset 0
