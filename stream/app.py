@@ -87,6 +87,9 @@ FLUSH_READINGS = 5000
 FLUSH_WITHIN_S = 0.5
 #: Under load, plain-PostgreSQL rollups are refreshed at most this often [s].
 ROLLUP_REFRESH_S = 3.0
+#: A record missing at the head of a partition's acknowledged offsets for this long [s] makes
+#: the consumer read the partition again from it (see :class:`_Consumer`).
+HOLE_RESEEK_S = 2.0
 #: Dead letters from ingest: batch size [records].
 DEAD_BATCH = 2000
 
@@ -346,7 +349,10 @@ class _Consumer(faust_aiokafka.Consumer):
       and the next one acknowledged, faust committed past it: one whole record (a gateway's
       message of 50 readings) lost, seen once in the 10,000-meter benchmark. Here nothing is
       committed while the record at the committed offset (or at the log start) is not
-      acknowledged; it is read again after the next seek (a restart, a rebalance)."""
+      acknowledged. A hole that lasts :data:`HOLE_RESEEK_S` makes the consumer seek the
+      partition back to it: the record is read again (the later ones too: duplicates, which
+      the counters and the upserts absorb), so a live stream is not held up until the next
+      rebalance."""
 
     _floor: dict[Any, int]
 
@@ -370,15 +376,32 @@ class _Consumer(faust_aiokafka.Consumer):
             floor = max(self._committed_offset[tp] or 0,
                         self.__dict__.get("_floor", {}).get(tp, 0))
             if head_is_missing(min(acked), floor, self._gap[tp].overlaps(floor)):
-                warned = self.__dict__.setdefault("_held_warned", set())
-                if len(acked) >= 10_000 and tp not in warned:
-                    warned.add(tp)
-                    log.warning("提交暂停 commits held on %s: the record at offset %d was not "
-                                "processed while %d later ones were; it is read again at the "
-                                "next rebalance or restart", tp, floor, len(acked))
+                self._maybe_reread(tp, floor, len(acked))
                 return None
         new: int | None = super()._new_offset(tp)
         return new
+
+    def _maybe_reread(self, tp: Any, floor: int, waiting: int) -> None:
+        """Seek ``tp`` back to ``floor`` once the hole there has lasted HOLE_RESEEK_S."""
+        since = self.__dict__.setdefault("_hole_since", {})
+        now = time.monotonic()
+        first = since.setdefault((tp, floor), now)
+        if now - first < HOLE_RESEEK_S:
+            return
+        since[(tp, floor)] = now  # the next attempt, if still needed, HOLE_RESEEK_S later
+        log.warning("重新读取 re-reading %s from offset %d: that record was not processed while "
+                    "%d later ones were (commits held meanwhile)", tp, floor, waiting)
+
+        async def reread() -> None:
+            try:
+                await self.seek(tp, floor)
+            except Exception as exc:  # e.g. the partition was revoked meanwhile
+                log.warning("re-read of %s from %d not done: %r", tp, floor, exc)
+
+        tasks = self.__dict__.setdefault("_reread_tasks", set())
+        task = asyncio.ensure_future(reread())
+        tasks.add(task)  # kept until done (a task only weakly referenced may be collected)
+        task.add_done_callback(tasks.discard)
 
 
 class _Transport(faust_aiokafka.Transport):

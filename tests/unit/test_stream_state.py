@@ -68,3 +68,45 @@ def test_nothing_is_committed_past_an_unacknowledged_head() -> None:
     assert not head_is_missing(100, 100, False)  # 100 acknowledged: commit
     assert not head_is_missing(101, 100, True)  # 100 is a transaction marker (faust's gap)
     assert head_is_missing(1, 0, False)  # never committed: the first record is offset 0
+
+
+def test_a_hole_at_the_head_holds_commits_and_the_partition_is_read_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The consumer's own bookkeeping (faust's ``_new_offset`` around ours), without Kafka:
+    offsets 101-104 acknowledged, 100 (the committed offset) not."""
+    import asyncio
+    from collections import defaultdict
+
+    from faust.types import TP
+    from intervaltree import IntervalTree
+
+    import stream.app as app_mod
+
+    tp = TP("readings.valid.v1", 3)
+    seeks: list[tuple[TP, int]] = []
+    consumer = object.__new__(app_mod._Consumer)
+    consumer._acked = defaultdict(list)
+    consumer._acked_index = defaultdict(set)
+    consumer._gap = defaultdict(IntervalTree)
+    consumer._committed_offset = defaultdict(lambda: None)
+    consumer._committed_offset[tp] = 100
+
+    async def seek(partition: TP, offset: int) -> None:
+        seeks.append((partition, offset))
+
+    consumer.seek = seek  # type: ignore[method-assign]
+    consumer._acked[tp].extend([101, 102, 103, 104])
+    consumer._acked_index[tp].update([101, 102, 103, 104])
+    monkeypatch.setattr(app_mod, "HOLE_RESEEK_S", 0.0)
+
+    async def run() -> tuple[int | None, int | None]:
+        held = consumer._new_offset(tp)  # hole at 100: nothing to commit; re-read scheduled
+        await asyncio.sleep(0)
+        consumer._acked[tp].append(100)  # the re-read record is processed
+        consumer._acked_index[tp].add(100)
+        return held, consumer._new_offset(tp)
+
+    held, after = asyncio.run(run())
+    assert held is None
+    assert seeks == [(tp, 100)]
+    assert after == 105  # everything up to 104 may now be committed
