@@ -193,8 +193,7 @@ class Settings:
             processing_guarantee=_env("NZC_PROCESSING_GUARANTEE", "at_least_once"),
             kafka_session_timeout_s=float(_env_int("NZC_KAFKA_SESSION_TIMEOUT_S", 30)),
             stream_store=_env("NZC_STREAM_STORE", "rocksdb"),
-            stream_state_dir=Path(_env("NZC_STREAM_STATE_DIR",
-                                       str(state_dir / "stream-state"))),
+            stream_state_dir=Path(d) if (d := _env("NZC_STREAM_STATE_DIR", "")) else None,
             max_gap_s=float(_env_int("NZC_MAX_GAP_S", 1800)),
             factors_path=Path(p) if (p := _env("NZC_FACTORS", "")) else None,
             mqtt_subscriptions=tuple(

@@ -354,27 +354,29 @@ class _Consumer(faust_aiokafka.Consumer):
       the counters and the upserts absorb), so a live stream is not held up until the next
       rebalance."""
 
-    _floor: dict[Any, int]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._floor: dict[Any, int] = {}  # tp -> committed offset or log start, at the seek
+        self._hole_since: dict[tuple[Any, int], float] = {}  # (tp, offset) -> monotonic [s]
+        self._reread_tasks: set[asyncio.Future[None]] = set()
 
     async def seek_to_committed(self) -> Mapping[Any, int]:
         committed = dict(await super().seek_to_committed())
         ours = [tp for tp in committed if tp.topic in AGENT_TOPICS]
         earliest = await self.earliest_offsets(*ours) if ours else {}
-        floors = self.__dict__.setdefault("_floor", {})
         for tp in ours:
             start = int(earliest.get(tp) or 0)
             offset = committed[tp]
             if not offset:
                 # 0: the start of the log; past retention, auto_offset_reset=earliest applies
                 await self.seek(tp, 0)
-            floors[tp] = max(int(offset or 0), start)
+            self._floor[tp] = max(int(offset or 0), start)
         return committed
 
     def _new_offset(self, tp: Any) -> int | None:
         acked = self._acked[tp]
         if acked and tp.topic in AGENT_TOPICS:
-            floor = max(self._committed_offset[tp] or 0,
-                        self.__dict__.get("_floor", {}).get(tp, 0))
+            floor = max(self._committed_offset[tp] or 0, self._floor.get(tp, 0))
             if head_is_missing(min(acked), floor, self._gap[tp].overlaps(floor)):
                 self._maybe_reread(tp, floor, len(acked))
                 return None
@@ -383,7 +385,7 @@ class _Consumer(faust_aiokafka.Consumer):
 
     def _maybe_reread(self, tp: Any, floor: int, waiting: int) -> None:
         """Seek ``tp`` back to ``floor`` once the hole there has lasted HOLE_RESEEK_S."""
-        since = self.__dict__.setdefault("_hole_since", {})
+        since = self._hole_since
         now = time.monotonic()
         first = since.setdefault((tp, floor), now)
         if now - first < HOLE_RESEEK_S:
@@ -398,10 +400,9 @@ class _Consumer(faust_aiokafka.Consumer):
             except Exception as exc:  # e.g. the partition was revoked meanwhile
                 log.warning("re-read of %s from %d not done: %r", tp, floor, exc)
 
-        tasks = self.__dict__.setdefault("_reread_tasks", set())
         task = asyncio.ensure_future(reread())
-        tasks.add(task)  # kept until done (a task only weakly referenced may be collected)
-        task.add_done_callback(tasks.discard)
+        self._reread_tasks.add(task)  # kept until done (a weakly referenced task may be lost)
+        task.add_done_callback(self._reread_tasks.discard)
 
 
 class _Transport(faust_aiokafka.Transport):

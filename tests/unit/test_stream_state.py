@@ -89,6 +89,7 @@ def test_a_hole_at_the_head_holds_commits_and_the_partition_is_read_again(
     consumer._acked_index = defaultdict(set)
     consumer._gap = defaultdict(IntervalTree)
     consumer._committed_offset = defaultdict(lambda: None)
+    consumer._floor, consumer._hole_since, consumer._reread_tasks = {}, {}, set()
     consumer._committed_offset[tp] = 100
 
     async def seek(partition: TP, offset: int) -> None:
